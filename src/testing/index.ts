@@ -1,0 +1,5 @@
+/** Test helpers for meshfed and third-party plugin authors. */
+export { FakeClock, systemClock, type Clock } from './fake-clock.js';
+export { duplexPair, MemoryNetwork, type DuplexPairOptions, type MemoryAcceptor } from './memory-duplex.js';
+export { createMemoryLogger, type MemoryLogger } from './memory-logger.js';
+export { waitFor } from './wait.js';

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { MESHFED_VERSION } from '../../src/index.js';
+import { waitFor } from '../../src/testing/index.js';
+
+const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/meshfed.js');
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: readonly string[], cwd?: string): { child: ChildProcess; out: { stdout: string; stderr: string }; done: Promise<Run> } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, NODE_TEST_CONTEXT: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { stdout: '', stderr: '' };
+  child.stdout?.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const done = new Promise<Run>((res) => child.on('close', (code, signal) => res({ code, signal, ...out })));
+  return { child, out, done };
+}
+
+async function run(args: readonly string[], cwd?: string): Promise<Run> {
+  return start(args, cwd).done;
+}
+
+describe('meshfed CLI', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshfed-cli-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('--help lists the commands; every command has --help', async () => {
+    const r = await run(['--help']);
+    assert.equal(r.code, 0);
+    for (const c of ['agent', 'tls', 'version']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
+    for (const args of [['agent', '--help'], ['tls', '--help'], ['tls', 'ca', 'create', '--help'], ['tls', 'cert', 'create', '-h'], ['version', '--help']]) {
+      const h = await run(args);
+      assert.equal(h.code, 0, `${args.join(' ')}: ${h.stderr}`);
+      assert.match(h.stdout, /^Usage: meshfed /);
+    }
+    const a = await run(['agent', '-help']);
+    assert.match(a.stdout, /-config-file FILE/);
+  });
+
+  test('version prints the package version', async () => {
+    const r = await run(['version']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`meshfed v${MESHFED_VERSION.replaceAll('.', '\\.')}`));
+  });
+
+  test('unknown commands and flags fail with one clear line and no stack trace', async () => {
+    const r = await run(['frobnicate']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown command "frobnicate"/);
+    const f = await run(['agent', '-dev', '-nope']);
+    assert.equal(f.code, 1);
+    assert.match(f.stderr, /flag provided but not defined: -nope/);
+    assert.doesNotMatch(f.stderr, /\n\s+at /);
+  });
+
+  test('invalid configuration: names the key, exits 1, no stack trace; debug shows the stack', async () => {
+    const cfg = join(dir, 'bad.json');
+    await writeFile(cfg, JSON.stringify({ datacenter: 'dc2', server: true, connect: { enable_mesh_gateway_wan_federation: true }, tls: { cert_fil: 'x' } }));
+    const r = await run(['agent', '-config-file', cfg, '-http-port', '-1']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /'connect\.enable_mesh_gateway_wan_federation=true' requires 'connect\.enabled=true'/);
+    assert.match(r.stderr, /unknown configuration key "tls\.cert_fil" \(did you mean "cert_file"\?\)/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    const d = await run(['agent', '-config-file', cfg, '-log-level', 'debug']);
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /\n\s+at /);
+  });
+
+  test('a missing config file and a missing cert file are named', async () => {
+    const r = await run(['agent', '-config-file', join(dir, 'nope.json')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /config file ".*nope\.json": no such file/);
+    const cfg = join(dir, 'tls.json');
+    await writeFile(cfg, JSON.stringify({ tls: { ca_file: join(dir, 'missing-ca.pem') } }));
+    const t = await run(['agent', '-config-file', cfg, '-http-port', '-1']);
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /missing-ca\.pem/);
+    assert.match(t.stderr, /plugin "tls"/);
+  });
+
+  test('agent -dev starts, reports where it listens, serves HTTP, and stops cleanly on SIGINT and SIGTERM', async () => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0']);
+      const addr = await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not report its HTTP address; stderr: ${p.out.stderr}` });
+      assert.match(p.out.stdout, /Node name: dev1/);
+      assert.match(p.out.stdout, /tls: mutual TLS; ephemeral dev CA/);
+      const self = (await (await fetch(`http://${addr}/v1/agent/self`)).json()) as { Config: { NodeName: string; Server: boolean } };
+      assert.equal(self.Config.NodeName, 'dev1');
+      assert.equal(self.Config.Server, true);
+      const missing = await fetch(`http://${addr}/v1/nope`);
+      assert.equal(missing.status, 404);
+      p.child.kill(sig);
+      const r = await p.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /==> stopped/);
+    }
+  });
+
+  test('tls ca create and tls cert create write files named as Consul does', async () => {
+    const cwd = await mkdtemp(join(dir, 'tls-'));
+    const ca = await run(['tls', 'ca', 'create'], cwd);
+    assert.equal(ca.code, 0, ca.stderr);
+    assert.match(ca.stdout, /consul-agent-ca\.pem/);
+    const s = await run(['tls', 'cert', 'create', '-server', '-dc', 'dc2', '-node', 's1'], cwd);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /dc2-server-consul-0\.pem/);
+    const c = await run(['tls', 'cert', 'create', '-client', '-node', 'x'], cwd);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /-node requires -server/);
+    const none = await run(['tls', 'cert', 'create'], cwd);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /exactly one of -server, -client or -cli/);
+    const again = await run(['tls', 'ca', 'create'], cwd);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /consul-agent-ca\.pem/);
+  });
+
+  test('an agent configured with generated certificate files boots with mutual TLS', async () => {
+    const cwd = await mkdtemp(join(dir, 'boot-'));
+    assert.equal((await run(['tls', 'ca', 'create'], cwd)).code, 0);
+    assert.equal((await run(['tls', 'cert', 'create', '-server', '-node', 'n1'], cwd)).code, 0);
+    const cfg = join(cwd, 'agent.json');
+    await writeFile(
+      cfg,
+      JSON.stringify({
+        node_name: 'n1',
+        server: true,
+        data_dir: join(cwd, 'data'),
+        ports: { http: 0 },
+        tls: { ca_file: 'consul-agent-ca.pem', cert_file: 'dc1-server-consul-0.pem', key_file: 'dc1-server-consul-0-key.pem', verify_incoming: true, verify_outgoing: true },
+      }),
+    );
+    const p = start(['agent', '-config-file', cfg], cwd);
+    await waitFor(() => p.out.stdout.includes('http listening'), { timeoutMs: 30_000, message: `agent did not start; stderr: ${p.out.stderr}` });
+    assert.match(p.out.stdout, /tls: mutual TLS; /);
+    p.child.kill('SIGINT');
+    assert.equal((await p.done).code, 0);
+  });
+});
