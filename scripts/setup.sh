@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build, the tests and the demo use.
 #   openssl: the TLS tests check generated certificates with the real openssl CLI.
-DEBIAN_PACKAGES=(openssl ca-certificates)
+#   golang-go + the HashiCorp -dev packages: the interop tests build Go reference peers
+#   (test/interop/*) against HashiCorp's own yamux, net-rpc-msgpackrpc and go-msgpack.
+DEBIAN_PACKAGES=(
+  openssl ca-certificates
+  golang-go golang-github-hashicorp-yamux-dev golang-github-hashicorp-net-rpc-msgpackrpc-dev golang-github-hashicorp-go-msgpack-dev
+)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
