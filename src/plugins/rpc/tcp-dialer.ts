@@ -1,0 +1,103 @@
+/**
+ * The default dialer (spec §1.4), tapped on `onDial` at `Stage.FALLBACK`: TCP to the target's
+ * address, then — when outgoing TLS applies — byte `0x03` and a TLS handshake with
+ * `server.<dc>.<domain>`, then the type byte (inside TLS if TLS was used). Targets given by ALPN
+ * are dialed with the matching type byte; targets without an address are left to other dialers.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { MeshfedError, abortError, errorMessage } from '../../core/errors.js';
+import { Alpn, RpcType } from '../../core/protocol.js';
+import type { DialTarget } from '../../core/types.js';
+import type { TlsConfigurator } from '../tls/index.js';
+import { RpcErrorCode } from './errors.js';
+
+const ALPN_TO_TYPE: ReadonlyMap<string, number> = new Map<string, number>([
+  [Alpn.RpcConsul, RpcType.Consul],
+  [Alpn.RpcMultiplexV2, RpcType.MultiplexV2],
+  [Alpn.RpcSnapshot, RpcType.Snapshot],
+  [Alpn.RpcGRPC, RpcType.GRPC],
+]);
+
+/** Split `host:port` / `[v6]:port`. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  if (!m) throw new MeshfedError(RpcErrorCode.DIAL, `"${address}" is not host:port`);
+  return { host: m[1] as string, port: Number(m[2]) };
+}
+
+/** Options of {@link dialTcp}. */
+export interface TcpDialOptions {
+  /** TLS configurator; outgoing TLS is used when it exists and `useTls` is true. */
+  readonly tls?: TlsConfigurator | undefined;
+  /** Whether outgoing TLS applies (`tls.verify_outgoing`). */
+  readonly useTls: boolean;
+  readonly signal: AbortSignal;
+}
+
+function tcpConnect(host: string, port: number, signal: AbortSignal): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(abortError(signal, `dial ${host}:${port}`));
+      return;
+    }
+    const s = connect({ host, port, noDelay: true, keepAlive: true });
+    const onAbort = (): void => {
+      s.destroy();
+      reject(abortError(signal, `dial ${host}:${port}`));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    s.once('connect', () => {
+      signal.removeEventListener('abort', onAbort);
+      s.removeListener('error', onError);
+      resolve(s);
+    });
+    const onError = (err: Error): void => {
+      signal.removeEventListener('abort', onAbort);
+      reject(new MeshfedError(RpcErrorCode.DIAL, `dial ${host}:${port}: ${errorMessage(err)}`, { cause: err }));
+    };
+    s.once('error', onError);
+  });
+}
+
+function tlsHandshake(socket: Socket, tls: TlsConfigurator, datacenter: string, signal: AbortSignal): Promise<TLSSocket> {
+  return new Promise<TLSSocket>((resolve, reject) => {
+    const t = tlsConnect({ socket, ...tls.outgoingOptions(datacenter) });
+    const fail = (err: Error): void => {
+      signal.removeEventListener('abort', onAbort);
+      // Destroy the TLS socket (which closes the TCP one): never the TCP socket first.
+      t.destroy();
+      reject(err);
+    };
+    const onAbort = (): void => fail(abortError(signal, 'TLS handshake'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    t.once('secureConnect', () => {
+      signal.removeEventListener('abort', onAbort);
+      t.removeListener('error', onError);
+      resolve(t);
+    });
+    const onError = (err: Error): void => fail(new MeshfedError(RpcErrorCode.DIAL, `TLS handshake with server.${datacenter}: ${errorMessage(err)}`, { cause: err }));
+    t.once('error', onError);
+  });
+}
+
+/**
+ * Dial `target` the plain way. Resolves `undefined` when this dialer cannot serve the target (no
+ * address, or an ALPN id without a type byte).
+ */
+export async function dialTcp(target: DialTarget, options: TcpDialOptions): Promise<Duplex | undefined> {
+  if (!target.address) return undefined;
+  const type = target.rpcType ?? (target.alpn !== undefined ? ALPN_TO_TYPE.get(target.alpn) : undefined);
+  if (type === undefined) return undefined;
+  const { host, port } = splitHostPort(target.address);
+  const socket = await tcpConnect(host, port, options.signal);
+  if (!options.useTls || !options.tls) {
+    socket.write(Buffer.of(type));
+    return socket;
+  }
+  socket.write(Buffer.of(RpcType.TLS));
+  const t = await tlsHandshake(socket, options.tls, target.datacenter, options.signal);
+  t.write(Buffer.of(type));
+  return t;
+}
