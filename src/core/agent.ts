@@ -4,6 +4,7 @@
  * Stop runs in reverse. Every step is bounded and every failure names its plugin.
  */
 import 'reflect-metadata';
+import { setMaxListeners } from 'node:events';
 import { Container } from 'inversify';
 import type { AgentConfig, RawConfig, SchemaNode } from './config/schema.js';
 import { resolveConfig, type HostFacts } from './config/validate.js';
@@ -168,6 +169,8 @@ class AgentImpl implements Agent {
     this.#logger = logger;
     this.#startTimeoutMs = options.startTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
+    // Every connection and stream ties itself to the agent's lifetime signal: no listener cap.
+    setMaxListeners(0, this.#lifetime.signal);
     this.#kernelHooks = createKernelHooks();
     this.hooks = tapOnlyView(this.#kernelHooks);
 

@@ -3,6 +3,7 @@
  * (the pool needs a connection, the listener has a connection to hand off) it asks one of these
  * services, which adds deadlines, abort handling and clear errors in one place.
  */
+import { setMaxListeners } from 'node:events';
 import { ErrorCode, MeshfedError, abortError } from './errors.js';
 import type { KernelHooks } from './hooks.js';
 import type { Logger } from './logger.js';
@@ -175,7 +176,9 @@ export function createKernelServices(opts: {
     async acquire() {
       if (leaderCtl) return;
       leaderCtl = new AbortController();
-      leaderCtx = Object.freeze({ datacenter: localDatacenter, signal: AbortSignal.any([leaderCtl.signal, agentSignal]) });
+      const signal = AbortSignal.any([leaderCtl.signal, agentSignal]);
+      setMaxListeners(0, signal);
+      leaderCtx = Object.freeze({ datacenter: localDatacenter, signal });
       logger.info('acquired leadership', { datacenter: localDatacenter });
       await hooks.onLeadershipAcquired.promise(leaderCtx);
     },

@@ -95,10 +95,11 @@ describe('meshfed CLI', () => {
 
   test('agent -dev starts, reports where it listens, serves HTTP, and stops cleanly on SIGINT and SIGTERM', async () => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0']);
+      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0', '-server-port', '0']);
       const addr = await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not report its HTTP address; stderr: ${p.out.stderr}` });
       assert.match(p.out.stdout, /Node name: dev1/);
       assert.match(p.out.stdout, /tls: mutual TLS; ephemeral dev CA/);
+      assert.match(p.out.stdout, /rpc listening: 127\.0\.0\.1:\d+/);
       const self = (await (await fetch(`http://${addr}/v1/agent/self`)).json()) as { Config: { NodeName: string; Server: boolean } };
       assert.equal(self.Config.NodeName, 'dev1');
       assert.equal(self.Config.Server, true);
@@ -141,7 +142,8 @@ describe('meshfed CLI', () => {
         node_name: 'n1',
         server: true,
         data_dir: join(cwd, 'data'),
-        ports: { http: 0 },
+        bind_addr: '127.0.0.1',
+        ports: { http: 0, server: 0 },
         tls: { ca_file: 'consul-agent-ca.pem', cert_file: 'dc1-server-consul-0.pem', key_file: 'dc1-server-consul-0-key.pem', verify_incoming: true, verify_outgoing: true },
       }),
     );

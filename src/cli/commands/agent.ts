@@ -12,6 +12,7 @@ import { ErrorCode, MeshfedError } from '../../core/errors.js';
 import { createLogger, isLogLevel, type LogLevel } from '../../core/logger.js';
 import type { AgentPlugin } from '../../core/plugin.js';
 import { http } from '../../plugins/http/index.js';
+import { rpc } from '../../plugins/rpc/index.js';
 import { tls } from '../../plugins/tls/index.js';
 import { formatFlags, parseFlags, UsageError, type FlagSpec } from '../flags.js';
 import type { Command } from '../io.js';
@@ -91,7 +92,7 @@ export const DEV_CONFIG: RawConfig = Object.freeze({
 
 /** The first-party plugins that exist so far, in boot order. */
 export function firstPartyPlugins(opts: { dev: boolean }): AgentPlugin[] {
-  return [tls({ dev: opts.dev }), http()];
+  return [tls({ dev: opts.dev }), rpc(), http()];
 }
 
 async function configDirFiles(dir: string): Promise<string[]> {

@@ -7,20 +7,70 @@ import type { AgentConfig } from '../../core/config/schema.js';
 import { Stage } from '../../core/hooks.js';
 import type { AgentPlugin } from '../../core/plugin.js';
 import { Tokens, serviceToken } from '../../core/tokens.js';
-import type { RpcAcceptDispatcher } from '../../core/kernel-services.js';
+import type { Dialer, RpcAcceptDispatcher } from '../../core/kernel-services.js';
 import { TlsTokens, type TlsConfigurator } from '../tls/index.js';
-import { RpcListener } from './listener.js';
+import type { Duplex } from 'node:stream';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { Alpn, RpcType } from '../../core/protocol.js';
+import type { RpcAcceptInfo } from '../../core/types.js';
+import { YamuxSession } from '../yamux/index.js';
+import { ConnPool } from './conn-pool.js';
+import { readFirstChunk, RpcListener } from './listener.js';
+import { EndpointRegistry, serveRpcConn, statusEndpoints } from './msgpack/index.js';
 import { dialTcp } from './tcp-dialer.js';
 
 export { RpcErrorCode } from './errors.js';
 export { RpcListener, type RpcListenerOptions, type RpcListenerStats } from './listener.js';
+export { ConnPool, type ConnPoolOptions, type ConnPoolStats, type PoolCallOptions, type PoolTarget } from './conn-pool.js';
+export * from './msgpack/index.js';
 export { dialTcp, splitHostPort, type TcpDialOptions } from './tcp-dialer.js';
 
 /** Tokens of the `rpc` plugin's services. */
 export const RpcTokens = Object.freeze({
   /** The RPC port listener (bound on servers). */
   Listener: serviceToken<RpcListener>('rpc.Listener'),
+  /** The msgpack-RPC endpoints this agent serves; register yours in your plugin's `apply`. */
+  Endpoints: serviceToken<EndpointRegistry>('rpc.Endpoints'),
+  /** The connection pool for calls to other servers. */
+  Pool: serviceToken<ConnPool>('rpc.Pool'),
 });
+
+/** Serve one yamux session: every stream is a msgpack-RPC connection (spec §2.2, byte 4). */
+function serveYamux(conn: Duplex, info: RpcAcceptInfo, registry: EndpointRegistry, logger: Logger, sessions: Set<YamuxSession>): void {
+  const session = YamuxSession.server(conn, { logger });
+  sessions.add(session);
+  session.on('error', (err) => logger.warn('yamux session failed', { remote: info.remoteAddress, err: err.message }));
+  session.on('close', () => sessions.delete(session));
+  void (async () => {
+    for (;;) {
+      let stream;
+      try {
+        stream = await session.accept({ signal: info.signal });
+      } catch {
+        return;
+      }
+      // A failing session destroys its streams with its error, which the session already logged.
+      stream.on('error', () => undefined);
+      void (async () => {
+        let first: Buffer;
+        try {
+          first = await readFirstChunk(stream, info.signal);
+        } catch {
+          stream.destroy();
+          return;
+        }
+        if (first[0] === RpcType.Gossip) {
+          logger.warn('network-area gossip streams are not supported', { remote: info.remoteAddress });
+          stream.destroy();
+          return;
+        }
+        stream.unshift(first);
+        await serveRpcConn(stream, registry, { logger, signal: info.signal });
+      })().catch((err: unknown) => logger.error('RPC stream failed', { err: errorMessage(err) }));
+    }
+  })();
+}
 
 /** The `limits` and `performance` sections, resolved (durations in ms). */
 export interface RpcLimits {
@@ -79,6 +129,22 @@ export function rpc(options: RpcPluginOptions = {}): AgentPlugin {
       },
     },
     register({ container, config, logger }) {
+      container.bind(RpcTokens.Endpoints).toConstantValue(new EndpointRegistry());
+      container
+        .bind(RpcTokens.Pool)
+        .toResolvedValue(
+          (dialer: Dialer) =>
+            new ConnPool({
+              dialer,
+              logger: logger.child({ component: 'rpc.pool' }),
+              maxStreams: config.server ? 64 : 32,
+              maxIdleTimeMs: config.server ? 120_000 : 127_000,
+              rpcClientTimeoutMs: rpcLimits(config).rpc_client_timeout,
+              rpcHoldTimeoutMs: rpcHoldTimeout(config),
+            }),
+          [Tokens.Dialer],
+        )
+        .inSingletonScope();
       if (!config.server && !options.listen) return;
       container
         .bind(RpcTokens.Listener)
@@ -104,18 +170,43 @@ export function rpc(options: RpcPluginOptions = {}): AgentPlugin {
       hooks.onDial.tapPromise({ stage: Stage.FALLBACK }, (target, ctx) =>
         dialTcp(target, { tls: tlsConf, useTls: config.tls.verify_outgoing, signal: ctx.signal }),
       );
+      const pool = services.get(RpcTokens.Pool);
+      const registry = services.get(RpcTokens.Endpoints);
+      const leadership = services.get(Tokens.Leadership);
       const listener = services.tryGet(RpcTokens.Listener);
-      if (!listener) return;
+      // The advertised RPC address; with port 0 (tests) the port the listener actually got.
+      const self = (): string => `${config.advertise_addr}:${listener?.address?.split(':').pop() ?? config.ports.server}`;
+      registry.registerAll(
+        statusEndpoints({
+          leader: () => (leadership.isLeader ? self() : ''),
+          peers: () => (leadership.isLeader ? [self()] : []),
+        }),
+      );
+      const sessions = new Set<YamuxSession>();
+      const single = (conn: Duplex, info: RpcAcceptInfo): true => {
+        void serveRpcConn(conn, registry, { logger, signal: info.signal });
+        return true;
+      };
+      const multi = (conn: Duplex, info: RpcAcceptInfo): true => {
+        serveYamux(conn, info, registry, logger, sessions);
+        return true;
+      };
+      hooks.onRpcAccept.for(RpcType.Consul).tap({}, single);
+      hooks.onRpcAccept.for(Alpn.RpcConsul).tap({}, single);
+      hooks.onRpcAccept.for(RpcType.MultiplexV2).tap({}, multi);
+      hooks.onRpcAccept.for(Alpn.RpcMultiplexV2).tap({}, multi);
       return {
         async start({ signal }) {
-          if (config.ports.server < 0) return;
+          if (!listener || config.ports.server < 0) return;
           const addr = await listener.listen(config.bind_addr, config.ports.server, signal);
           logger.info('RPC listening', { address: addr, tls: tlsConf?.mutualTlsCapable() ?? false });
         },
         async stop() {
-          await listener.close();
+          await pool.close();
+          await listener?.close();
+          await Promise.allSettled([...sessions].map((s) => s.close()));
         },
-        status: () => ({ listening: listener.address ?? 'disabled', connections: listener.connections }),
+        status: () => ({ listening: listener?.address ?? 'disabled', connections: listener?.connections ?? 0, pooled_sessions: pool.sessions }),
       };
     },
   };

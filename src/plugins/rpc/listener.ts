@@ -63,7 +63,7 @@ export class RpcListener {
 
   /** Listen on `host:port` (0 = any free port). */
   async listen(host: string, port: number, signal: AbortSignal): Promise<string> {
-    const server = createServer({ noDelay: true, keepAlive: true, pauseOnConnect: true }, (s) => this.#onConnection(s));
+    const server = createServer({ noDelay: true, keepAlive: true, pauseOnConnect: true, allowHalfOpen: true }, (s) => this.#onConnection(s));
     server.on('error', (err) => this.#o.logger.error('RPC listener error', { err: errorMessage(err) }));
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
@@ -229,8 +229,8 @@ function remaining(deadline: number): number {
   return deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
 }
 
-/** Read the first chunk of a (paused) stream, without losing anything. */
-function readFirstChunk(conn: Duplex, signal: AbortSignal): Promise<Buffer> {
+/** Read the first chunk of a (paused) stream; the caller unshifts what it does not consume. */
+export function readFirstChunk(conn: Duplex, signal: AbortSignal): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const cleanup = (): void => {
       conn.off('readable', onReadable);

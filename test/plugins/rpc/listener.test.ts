@@ -10,7 +10,7 @@ import { createMemoryLogger, waitFor, type MemoryLogger } from '../../../src/tes
 
 const host = { hostname: 'h', privateIPv4: '127.0.0.1' };
 
-/** Echo everything on connections dispatched under `keys`. */
+/** Echo everything on connections dispatched under `keys` (ones the rpc plugin leaves free). */
 function echo(keys: readonly (number | string)[]): AgentPlugin {
   return {
     name: 'echo',
@@ -83,7 +83,7 @@ describe('rpc listener', () => {
     const plugins = [
       tls(withTls ? { source: memoryTlsSource({ caPem: ca.certPem, certPem: server.certPem, keyPem: server.keyPem }) } : {}),
       rpc(),
-      echo([RpcType.Consul, Alpn.RpcMultiplexV2]),
+      echo([RpcType.Snapshot, Alpn.RpcSnapshot]),
     ];
     const agent = await createAgent({ config: { node_name: 's1', server: true, bind_addr: '127.0.0.1', ports: { server: 0 }, ...config }, host, logger, plugins });
     agents.push(agent);
@@ -112,14 +112,14 @@ describe('rpc listener', () => {
   test('plain type byte 0 is dispatched; an unknown byte is logged once and closed; serving continues', async () => {
     const logger = createMemoryLogger('debug');
     const { address } = await serverAgent({}, logger, false);
-    const conn = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Consul, address }, { useTls: false, signal: AbortSignal.timeout(5000) });
+    const conn = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Snapshot, address }, { useTls: false, signal: AbortSignal.timeout(5000) });
     assert.ok(conn);
     assert.equal(await roundTrip(conn, 'ping'), 'ping');
     const bad = await tcp(address);
     bad.write(Buffer.of(RpcType.Multiplex, 1, 2, 3));
     await closed(bad);
     await waitFor(() => count(logger, 'unrecognized RPC byte') === 1);
-    const again = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Consul, address }, { useTls: false, signal: AbortSignal.timeout(5000) });
+    const again = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Snapshot, address }, { useTls: false, signal: AbortSignal.timeout(5000) });
     assert.equal(await roundTrip(again as Duplex, 'still'), 'still');
   });
 
@@ -127,12 +127,12 @@ describe('rpc listener', () => {
     const logger = createMemoryLogger('debug');
     const { address } = await serverAgent({ tls: { ca_file: 'x', cert_file: 'x', key_file: 'x', verify_incoming: true, verify_outgoing: true } }, logger);
     const plain = await tcp(address);
-    plain.write(Buffer.of(RpcType.Consul));
+    plain.write(Buffer.of(RpcType.Snapshot));
     await closed(plain);
     await waitFor(() => count(logger, 'Non-TLS connection attempted with VerifyIncoming set') === 1);
 
     const conf = await clientConf(client);
-    const conn = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Consul, address }, { tls: conf, useTls: true, signal: AbortSignal.timeout(5000) });
+    const conn = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Snapshot, address }, { tls: conf, useTls: true, signal: AbortSignal.timeout(5000) });
     assert.equal(await roundTrip(conn as Duplex, 'over tls'), 'over tls');
 
     const nested = await dialTcp({ datacenter: 'dc1', node: 's1', rpcType: RpcType.TLS, address }, { tls: conf, useTls: true, signal: AbortSignal.timeout(5000) });
@@ -144,8 +144,8 @@ describe('rpc listener', () => {
     const logger = createMemoryLogger('debug');
     const { address } = await serverAgent({}, logger);
     const good = await clientConf(client);
-    const tlsConn = await good.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcMultiplexV2 });
-    assert.equal(tlsConn.alpnProtocol, Alpn.RpcMultiplexV2);
+    const tlsConn = await good.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcSnapshot });
+    assert.equal(tlsConn.alpnProtocol, Alpn.RpcSnapshot);
     assert.equal(await roundTrip(tlsConn, 'alpn'), 'alpn');
 
     const raft = await good.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcRaft });
@@ -166,7 +166,7 @@ describe('rpc listener', () => {
     await assert.rejects(
       (async () => {
         await bad.init();
-        const t = await bad.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcMultiplexV2 });
+        const t = await bad.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcSnapshot });
         // TLS 1.3: the client may finish before the server rejects its certificate.
         await roundTrip(t, 'x').then((got) => {
           if (got === 'x') throw new Error('served a client with a foreign certificate');
@@ -214,7 +214,7 @@ describe('rpc listener', () => {
       });
       capture.listen(0, '127.0.0.1', () => {
         const port = (capture.address() as { port: number }).port;
-        void conf.wrapAlpnClient(connect({ host: '127.0.0.1', port }), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcMultiplexV2, timeoutMs: 5000 }).catch(() => undefined);
+        void conf.wrapAlpnClient(connect({ host: '127.0.0.1', port }), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcSnapshot, timeoutMs: 5000 }).catch(() => undefined);
       });
       capture.on('error', reject);
     });
@@ -235,7 +235,7 @@ describe('rpc listener', () => {
       else setImmediate(() => s.destroy());
     }
     await waitFor(() => listener.connections === 0, { timeoutMs: 20_000, message: 'fuzzed connections are still open' });
-    const conn = await conf.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcMultiplexV2 });
+    const conn = await conf.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcSnapshot });
     assert.equal(await roundTrip(conn, 'alive'), 'alive');
     // Every rejected connection produced at most one warning-or-worse line.
     const bad = logger.entries.filter((e) => e.level === 'warn' || e.level === 'error');
@@ -254,9 +254,9 @@ describe('rpc listener', () => {
     });
     agents.push(dialerAgent);
     await dialerAgent.start();
-    const conn = await dialerAgent.services.get(Tokens.Dialer).dial({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Consul, address });
+    const conn = await dialerAgent.services.get(Tokens.Dialer).dial({ datacenter: 'dc1', node: 's1', rpcType: RpcType.Snapshot, address });
     assert.equal(await roundTrip(conn, 'dialer'), 'dialer');
     // verify_server_hostname: a server name for another datacenter is refused.
-    await assert.rejects(dialerAgent.services.get(Tokens.Dialer).dial({ datacenter: 'dc9', node: 's1', rpcType: RpcType.Consul, address }), /TLS handshake/);
+    await assert.rejects(dialerAgent.services.get(Tokens.Dialer).dial({ datacenter: 'dc9', node: 's1', rpcType: RpcType.Snapshot, address }), /TLS handshake/);
   });
 });
