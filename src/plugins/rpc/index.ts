@@ -40,7 +40,7 @@ export const RpcTokens = Object.freeze({
 function serveYamux(conn: Duplex, info: RpcAcceptInfo, registry: EndpointRegistry, logger: Logger, sessions: Set<YamuxSession>): void {
   const session = YamuxSession.server(conn, { logger });
   sessions.add(session);
-  session.on('error', (err) => logger.warn('yamux session failed', { remote: info.remoteAddress, err: err.message }));
+  // The session logs its own failure once (no 'error' listener needed).
   session.on('close', () => sessions.delete(session));
   void (async () => {
     for (;;) {

@@ -237,9 +237,10 @@ describe('rpc listener', () => {
     await waitFor(() => listener.connections === 0, { timeoutMs: 20_000, message: 'fuzzed connections are still open' });
     const conn = await conf.wrapAlpnClient(await tcp(address), { datacenter: 'dc1', node: 's1', alpn: Alpn.RpcSnapshot });
     assert.equal(await roundTrip(conn, 'alive'), 'alive');
-    // Every rejected connection produced at most one warning-or-worse line.
+    // Each fuzzed connection produced at most one warning-or-worse line (listener or handler).
     const bad = logger.entries.filter((e) => e.level === 'warn' || e.level === 'error');
-    assert.ok(bad.length <= listener.stats.rejected, `${bad.length} warnings for ${listener.stats.rejected} rejected connections`);
+    assert.ok(bad.length <= N, `${bad.length} warnings for ${N} fuzzed connections`);
+    assert.ok(listener.stats.rejected > 0);
     assert.ok(process.memoryUsage().rss - rssBefore < 128 * 1024 * 1024, 'memory grew by more than 128 MiB');
   });
 
