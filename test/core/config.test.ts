@@ -145,6 +145,16 @@ describe('config files', () => {
   });
 });
 
+test('plugin sections are validated like core keys (limits of the rpc plugin)', async () => {
+  const { rpc } = await import('../../src/plugins/rpc/index.js');
+  const schema = rpc().configSchema ?? {};
+  const c = resolveConfig({ limits: { rpc_handshake_timeout: '2s' } }, { host, pluginSchema: schema });
+  assert.deepEqual(c['limits'], { rpc_max_conns_per_client: 100, rpc_handshake_timeout: 2000, rpc_client_timeout: 60_000 });
+  assert.deepEqual(c['performance'], { rpc_hold_timeout: 7000 });
+  assert.throws(() => resolveConfig({ limits: { rpc_client_timeout: '2h' } }, { host, pluginSchema: schema }), /above the maximum of 1h/);
+  assert.throws(() => resolveConfig({ limits: { rpc_max_conns: 1 } }, { host, pluginSchema: schema }), /unknown configuration key "limits\.rpc_max_conns"/);
+});
+
 test('durations parse like Go', () => {
   assert.equal(parseDuration('30s'), 30_000);
   assert.equal(parseDuration('1h30m'), 5_400_000);

@@ -10,7 +10,7 @@ export type SchemaNode =
   | { readonly kind: 'bool'; readonly default?: boolean; readonly doc: string }
   | { readonly kind: 'int'; readonly default?: number; readonly min?: number; readonly max?: number; readonly doc: string }
   /** A Go duration string (`"30s"`); the resolved value is milliseconds. */
-  | { readonly kind: 'duration'; readonly default?: string; readonly min?: string; readonly doc: string }
+  | { readonly kind: 'duration'; readonly default?: string; readonly min?: string; readonly max?: string; readonly doc: string }
   | { readonly kind: 'list'; readonly of: SchemaNode; readonly doc: string }
   | { readonly kind: 'object'; readonly fields: Readonly<Record<string, SchemaNode>>; readonly doc: string }
   /** Arbitrary keys, each value described by `of` (maps such as `node_meta`). */

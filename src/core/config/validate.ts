@@ -129,6 +129,8 @@ function resolveNode(node: SchemaNode, value: unknown, path: string, problems: C
       }
       const min = node.min === undefined ? undefined : parseDuration(node.min);
       if (min !== undefined && ms < min) problems.push({ key: path, message: `"${text}" is below the minimum of ${node.min}` });
+      const max = node.max === undefined ? undefined : parseDuration(node.max);
+      if (max !== undefined && ms > max) problems.push({ key: path, message: `"${text}" is above the maximum of ${node.max}` });
       return ms;
     }
     case 'list': {

@@ -117,7 +117,7 @@ export function rpc(options: RpcPluginOptions = {}): AgentPlugin {
         fields: {
           rpc_max_conns_per_client: { kind: 'int', default: 100, min: 0, doc: 'Concurrent RPC connections per client IP (0 = unlimited).' },
           rpc_handshake_timeout: { kind: 'duration', default: '5s', doc: 'Time for a new RPC connection to send its first byte and finish any TLS handshake ("0" = none).' },
-          rpc_client_timeout: { kind: 'duration', default: '60s', doc: 'Deadline of one outgoing RPC (blocking queries add their wait and rpc_hold_timeout).' },
+          rpc_client_timeout: { kind: 'duration', default: '60s', max: '1h', doc: 'Deadline of one outgoing RPC (blocking queries add their wait and rpc_hold_timeout).' },
         },
       },
       performance: {
