@@ -26,3 +26,4 @@ export { loadConfigFiles, mergeConfig, readConfigFile } from './core/config/load
 export { parseDuration, formatDuration } from './core/config/duration.js';
 export * from './core/protocol.js';
 export { MESHFED_VERSION } from './core/version.js';
+export { joinHostPort, parseHostPort } from './core/address.js';

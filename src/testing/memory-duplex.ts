@@ -51,10 +51,15 @@ class MemoryEnd extends Duplex {
     this.#pendingWrite = undefined;
     w?.();
     if (peer && !peer.destroyed) {
-      // The peer sees end-of-stream, then closes: like a TCP close, without an error nobody may listen for.
       peer.peer = undefined;
-      peer.push(null);
-      peer.destroy();
+      // A graceful close (our writable side ended, the peer already saw end-of-stream) leaves
+      // the peer alone so it can still read what is buffered (the last reply of a half-closed
+      // exchange). An abrupt destroy ends the peer too, like a TCP reset, without an error
+      // event nobody may listen for.
+      if (!this.writableFinished) {
+        peer.push(null);
+        peer.destroy();
+      }
     }
     cb(err);
   }

@@ -7,6 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { parseHostPort } from '../../core/address.js';
 import { MeshfedError, abortError, errorMessage } from '../../core/errors.js';
 import { Alpn, RpcType } from '../../core/protocol.js';
 import type { DialTarget } from '../../core/types.js';
@@ -22,9 +23,9 @@ const ALPN_TO_TYPE: ReadonlyMap<string, number> = new Map<string, number>([
 
 /** Split `host:port` / `[v6]:port`. */
 export function splitHostPort(address: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
-  if (!m) throw new MeshfedError(RpcErrorCode.DIAL, `"${address}" is not host:port`);
-  return { host: m[1] as string, port: Number(m[2]) };
+  const hp = parseHostPort(address);
+  if (!hp) throw new MeshfedError(RpcErrorCode.DIAL, `"${address}" is not host:port (expected e.g. 10.0.0.1:8300 or [::1]:8300)`);
+  return hp;
 }
 
 /** Options of {@link dialTcp}. */

@@ -113,7 +113,7 @@ test('close() against a peer that never closes its side destroys the connection 
   peer.conn.removeAllListeners('end'); // this peer ignores our FIN
   const t0 = Date.now();
   const closing = session.close();
-  await waitFor(() => peer.conn.destroyed, { message: 'connection destroyed' });
+  await waitFor(() => session.conn.destroyed, { message: 'our end of the connection destroyed' });
   await closing;
   assert.ok(Date.now() - t0 >= 45);
   const ga = peer.frames.find((f) => f.type === FrameType.GoAway);
