@@ -5,3 +5,4 @@ export { createMemoryLogger, type MemoryLogger } from './memory-logger.js';
 export { waitFor } from './wait.js';
 export { MemoryGossipNetwork, MemoryTransport, memoryStreamPair, type MemoryTransportOptions, type MemoryPacket } from './memory-transport.js';
 export { runTransportCompliance, type TransportPair, type TransportPairFactory } from './transport-compliance.js';
+export { prng } from './prng.js';

@@ -8,18 +8,8 @@ import {
   Keyring, MessageType, addCrc, compressMessage, decodeCompound, decodeMessage, decryptPacket, decryptStream, encodeCompound,
   encodeMessage, encodePushPull, isGossipWireError, unpackPacket, verifyCrc, decompressMessage,
 } from '../../../../src/plugins/gossip/wire/index.js';
+import { prng } from '../../../../src/testing/prng.js';
 
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const decoders: Array<[string, (b: Uint8Array) => unknown]> = [
   ['decodeMessage', (b) => decodeMessage(b, { maxDecompressedBytes: 1 << 20 })],

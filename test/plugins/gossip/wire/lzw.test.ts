@@ -8,21 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { GossipWireErrorCode, lzwCompress, lzwDecompress } from '../../../../src/plugins/gossip/wire/index.js';
 import { hex } from '../../rpc/msgpack/wire-notation.js';
+import { prng } from '../../../../src/testing/prng.js';
 
 const code = (c: string) => (err: unknown): boolean => (err as { code?: string }).code === c;
 
-/** A deterministic pseudo-random generator (xorshift32), so failures reproduce. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 describe('lzw', () => {
   test('vectors from Go compress/lzw (lzw.NewWriter(w, lzw.LSB, 8))', () => {

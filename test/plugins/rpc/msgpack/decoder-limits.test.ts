@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { MeshfedError } from '../../../../src/core/errors.js';
 import { GoTime, decode, encode, t, type AnySchema } from '../../../../src/plugins/rpc/msgpack/index.js';
 import { wire } from './wire-notation.js';
+import { prng } from '../../../../src/testing/prng.js';
 
 const Inner = t.struct({ Name: t.string, Data: t.bytes, When: t.time, Tags: t.map(t.string) });
 const Sample = t.struct({
@@ -40,18 +41,6 @@ const sample = encode(
   Sample,
 );
 
-/** A small deterministic PRNG (xorshift32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const CODES = new Set(['MESHFED_ERR_MSGPACK_DECODE', 'MESHFED_ERR_MSGPACK_TRUNCATED', 'MESHFED_ERR_MSGPACK_LIMIT']);
 

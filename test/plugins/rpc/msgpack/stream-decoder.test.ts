@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GoTime, MsgpackStreamDecoder, RequestHeader, encode, t } from '../../../../src/plugins/rpc/msgpack/index.js';
 import { hex, wire } from './wire-notation.js';
+import { prng } from '../../../../src/testing/prng.js';
 
 const Obj = t.struct({ Name: t.string, Blob: t.bytes, List: t.list(t.any), When: t.time, N: t.int64 });
 
@@ -34,17 +35,6 @@ function drain(d: MsgpackStreamDecoder): Uint8Array[] {
   return out;
 }
 
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 describe('MsgpackStreamDecoder', () => {
   const objs = objects();
