@@ -4,7 +4,7 @@
  * logged once; nothing a client sends can stop the listener.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOn } from '../../core/address.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 
@@ -103,24 +103,8 @@ export class HttpApiServer implements HttpApi {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        server.close();
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      server.once('error', (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      });
-      server.listen({ host, port }, () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
+    this.#address = await listenOn(server, host, port, signal);
     this.#server = server;
-    const a = server.address() as AddressInfo;
-    this.#address = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
     return this.#address;
   }
 

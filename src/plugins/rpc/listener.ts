@@ -8,6 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { listenOn } from '../../core/address.js';
 import { errorMessage } from '../../core/errors.js';
 import type { RpcAcceptDispatcher } from '../../core/kernel-services.js';
 import type { Logger } from '../../core/logger.js';
@@ -65,24 +66,8 @@ export class RpcListener {
   async listen(host: string, port: number, signal: AbortSignal): Promise<string> {
     const server = createServer({ noDelay: true, keepAlive: true, pauseOnConnect: true, allowHalfOpen: true }, (s) => this.#onConnection(s));
     server.on('error', (err) => this.#o.logger.error('RPC listener error', { err: errorMessage(err) }));
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        server.close();
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      server.once('error', (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      });
-      server.listen({ host, port }, () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
+    this.#address = await listenOn(server, host, port, signal);
     this.#server = server;
-    const a = server.address();
-    this.#address = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : String(a);
     return this.#address;
   }
 
