@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { ErrorCode, MeshfedError } from '../../../src/core/errors.js';
-import type { LogFields, Logger, LogLevel } from '../../../src/core/logger.js';
+import { createMemoryLogger, waitFor } from '../../../src/testing/index.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { Alpn, RPC_NEXT_PROTOS } from '../../../src/core/protocol.js';
 import { generateCa, generateCert } from '../../../src/plugins/tls/certs.js';
@@ -19,41 +19,6 @@ import type { TlsConfiguratorOptions } from '../../../src/plugins/tls/configurat
 import { TlsErrorCode } from '../../../src/plugins/tls/errors.js';
 import { fileTlsSource, memoryTlsSource } from '../../../src/plugins/tls/material.js';
 import type { TlsMaterialSource } from '../../../src/plugins/tls/material.js';
-
-interface LogLine {
-  readonly level: LogLevel;
-  readonly msg: string;
-  readonly fields: LogFields;
-}
-
-/** A Logger that records every line (children share the record). */
-function captureLogger(lines: LogLine[] = [], bindings: LogFields = {}): Logger & { readonly lines: LogLine[] } {
-  const rec =
-    (level: LogLevel) =>
-    (msg: string, fields?: LogFields): void => {
-      lines.push({ level, msg, fields: { ...bindings, ...fields } });
-    };
-  return {
-    lines,
-    level: 'trace',
-    trace: rec('trace'),
-    debug: rec('debug'),
-    info: rec('info'),
-    warn: rec('warn'),
-    error: rec('error'),
-    child: (b: LogFields) => captureLogger(lines, { ...bindings, ...b }),
-    isLevelEnabled: () => true,
-  };
-}
-
-/** Poll `cond` until true, failing after a deadline (never a fixed sleep). */
-async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function serial(pem: string): string {
   return new X509Certificate(pem).serialNumber;
@@ -235,7 +200,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     const conn = await dial(client, port, '*', Alpn.WanGossipStream);
     assert.equal(conn.alpnProtocol, 'consul/wan-gossip/stream');
     assert.equal(await readAll(conn), 'hello consul/wan-gossip/stream');
-    await waitUntil(() => results.length === 1, 'acceptTls to settle');
+    await waitFor(() => results.length === 1, { timeoutMs: 5000, message: 'acceptTls to settle' });
     const accepted = acceptedSocket(results[0]);
     assert.equal(accepted.getPeerX509Certificate()?.serialNumber, serial(clientC1.certPem));
     assert.equal(accepted.servername, 'server.dc1.consul', 'node "*" dials the datacenter name');
@@ -255,12 +220,12 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
       conn.resume();
       await closed(conn);
     }
-    await waitUntil(() => clientErrors.length > 0, 'the server to drop the client');
+    await waitFor(() => clientErrors.length > 0, { timeoutMs: 5000, message: 'the server to drop the client' });
     assert.equal(accepted.length, 0);
 
     const { port: rawPort, results } = await acceptServer(server, { requireClientCert: true, alpnProtocols: RPC_NEXT_PROTOS });
     const conn2 = await dial(client, rawPort, 's1').catch((err: unknown) => err);
-    await waitUntil(() => results.length === 1, 'acceptTls to settle');
+    await waitFor(() => results.length === 1, { timeoutMs: 5000, message: 'acceptTls to settle' });
     tlsErr(TlsErrorCode.HANDSHAKE, /client certificate rejected/)(acceptError(results[0]));
     if (conn2 instanceof tls.TLSSocket) {
       conn2.on('error', () => undefined);
@@ -276,7 +241,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     const caOnly = await memoryConf(caA.certPem);
     const conn = track(tls.connect({ host: '127.0.0.1', port, ...caOnly.outgoingOptions('dc1') }));
     await once(conn, 'secureConnect', { signal: AbortSignal.timeout(5000) });
-    await waitUntil(() => results.length === 1, 'acceptTls to settle');
+    await waitFor(() => results.length === 1, { timeoutMs: 5000, message: 'acceptTls to settle' });
     assert.equal(acceptedSocket(results[0]).getPeerX509Certificate(), undefined);
   });
 
@@ -369,7 +334,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     // Server side: a client that connects and sends nothing.
     const { port, results } = await acceptServer(server, { requireClientCert: true, timeoutMs: 50 });
     const silentClient = track(net.connect(port, '127.0.0.1'));
-    await waitUntil(() => results.length === 1, 'acceptTls to time out');
+    await waitFor(() => results.length === 1, { timeoutMs: 5000, message: 'acceptTls to time out' });
     tlsErr(TlsErrorCode.HANDSHAKE, /did not complete within 50 ms/)(acceptError(results[0]));
     // The server closed the connection.
     silentClient.resume();
@@ -413,7 +378,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     await writeFile(certFile, serverS1.certPem);
     await writeFile(keyFile, serverS1.keyPem);
     let now = 0;
-    const logger = captureLogger();
+    const logger = createMemoryLogger();
     const server = configurator(fileTlsSource({ caFile, certFile, keyFile, clock: () => now }), { logger });
     await server.init();
     const client = await memoryConf(caA.certPem, clientC1);
@@ -435,7 +400,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     now += 1000;
     assert.equal(await peerSerial(), serial(serverS1Rotated.certPem));
     assert.deepEqual(
-      logger.lines.filter((l) => l.level === 'info').map((l) => [l.msg, l.fields['serial']]),
+      logger.entries.filter((l) => l.level === 'info').map((l) => [l.msg, l.fields['serial']]),
       [['TLS material reloaded', serial(serverS1Rotated.certPem)]],
     );
 
@@ -445,7 +410,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     assert.equal(await peerSerial(), serial(serverS1Rotated.certPem));
     now += 1000;
     assert.equal(await peerSerial(), serial(serverS1Rotated.certPem));
-    const warnings = logger.lines.filter((l) => l.level === 'warn');
+    const warnings = logger.entries.filter((l) => l.level === 'warn');
     assert.equal(warnings.length, 1, JSON.stringify(warnings));
     assert.equal(warnings[0]?.msg, 'TLS material reload failed; keeping the previous certificates');
     assert.match(String(warnings[0]?.fields['error']), new RegExp(`cert_file "${certFile.replace(/[.\\/]/g, '\\$&')}" is not a PEM certificate`));
@@ -475,7 +440,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     await assert.rejects(bad.init(), tlsErr(TlsErrorCode.MATERIAL, /is not signed by a CA/));
     assert.equal(bad.mutualTlsCapable(), false);
 
-    const logger = captureLogger();
+    const logger = createMemoryLogger();
     const source = memoryTlsSource({ caPem: caA.certPem, certPem: serverS1.certPem, keyPem: serverS1.keyPem });
     const conf = configurator(source, { logger });
     await conf.init();
@@ -483,7 +448,7 @@ describe('TlsConfigurator', { timeout: 60_000 }, () => {
     source.replace({ caPem: caA.certPem });
     assert.equal(await conf.refresh(), false);
     assert.equal(conf.mutualTlsCapable(), true);
-    assert.equal(logger.lines.filter((l) => l.level === 'warn').length, 1);
+    assert.equal(logger.entries.filter((l) => l.level === 'warn').length, 1);
 
     const ac = new AbortController();
     ac.abort();
