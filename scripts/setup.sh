@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the build, the tests and the demo use.
 #   openssl: the TLS tests check generated certificates with the real openssl CLI.
 #   golang-go + the HashiCorp -dev packages: the interop tests build Go reference peers
-#   (test/interop/*) against HashiCorp's own yamux, net-rpc-msgpackrpc and go-msgpack.
+#   (test/interop/*) against HashiCorp's own yamux, net-rpc-msgpackrpc, go-msgpack, memberlist
+#   and serf. serf: the Debian serf agent binary (/usr/bin/serf), a real gossip pool for interop tests.
 DEBIAN_PACKAGES=(
   openssl ca-certificates
   golang-go golang-github-hashicorp-yamux-dev golang-github-hashicorp-net-rpc-msgpackrpc-dev golang-github-hashicorp-go-msgpack-dev
+  serf golang-github-hashicorp-memberlist-dev golang-github-hashicorp-serf-dev
 )
 
 missing=()
