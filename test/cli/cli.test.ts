@@ -42,8 +42,8 @@ describe('meshfed CLI', () => {
   test('--help lists the commands; every command has --help', async () => {
     const r = await run(['--help']);
     assert.equal(r.code, 0);
-    for (const c of ['agent', 'tls', 'version']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
-    for (const args of [['agent', '--help'], ['tls', '--help'], ['tls', 'ca', 'create', '--help'], ['tls', 'cert', 'create', '-h'], ['version', '--help']]) {
+    for (const c of ['agent', 'keygen', 'members', 'tls', 'version']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
+    for (const args of [['agent', '--help'], ['tls', '--help'], ['tls', 'ca', 'create', '--help'], ['tls', 'cert', 'create', '-h'], ['version', '--help'], ['members', '-h'], ['keygen', '-h']]) {
       const h = await run(args);
       assert.equal(h.code, 0, `${args.join(' ')}: ${h.stderr}`);
       assert.match(h.stdout, /^Usage: meshfed /);
@@ -95,7 +95,7 @@ describe('meshfed CLI', () => {
 
   test('agent -dev starts, reports where it listens, serves HTTP, and stops cleanly on SIGINT and SIGTERM', async () => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0', '-server-port', '0']);
+      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0']);
       const addr = await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not report its HTTP address; stderr: ${p.out.stderr}` });
       assert.match(p.out.stdout, /Node name: dev1/);
       assert.match(p.out.stdout, /tls: mutual TLS; ephemeral dev CA/);
@@ -110,6 +110,37 @@ describe('meshfed CLI', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /==> stopped/);
     }
+  });
+
+  test('members lists the LAN and WAN pools (text, detailed, json); keygen prints a 32-byte key', async () => {
+    const p = start(['agent', '-dev', '-node', 'm1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0']);
+    try {
+      const addr = (await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not start; stderr: ${p.out.stderr}` })) as string;
+      const lan = await run(['members', '-http-addr', addr]);
+      assert.equal(lan.code, 0, lan.stderr);
+      assert.match(lan.stdout, /^Node\s+Address\s+Status\s+Type\s+Build\s+Protocol\s+DC\s+Segment$/m);
+      assert.match(lan.stdout, /^m1\s+127\.0\.0\.1:\d+\s+alive\s+server\s+0\.1\.0\s+2\s+dc1\s+<default>$/m);
+      const wan = await run(['members', '-http-addr', addr, '-wan', '-detailed']);
+      assert.equal(wan.code, 0, wan.stderr);
+      assert.match(wan.stdout, /^m1\.dc1\s+127\.0\.0\.1:\d+\s+alive\s+.*role=consul/m);
+      const json = await run(['members', '-http-addr', addr, '-format', 'json']);
+      const parsed = JSON.parse(json.stdout) as { Name: string; Status: number; DelegateCur: number }[];
+      assert.deepEqual(parsed.map((m) => [m.Name, m.Status, m.DelegateCur]), [['m1', 1, 5]]);
+      const none = await run(['members', '-http-addr', addr, '-status', 'failed']);
+      assert.equal(none.stdout.trim().split('\n').length, 1, 'only the header');
+      const bad = await run(['members', '-format', 'yaml']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /invalid -format "yaml"/);
+    } finally {
+      p.child.kill('SIGINT');
+      await p.done;
+    }
+    const down = await run(['members', '-http-addr', '127.0.0.1:1']);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /cannot reach the agent at http:\/\/127\.0\.0\.1:1/);
+    const k = await run(['keygen']);
+    assert.equal(k.code, 0);
+    assert.equal(Buffer.from(k.stdout.trim(), 'base64').length, 32);
   });
 
   test('tls ca create and tls cert create write files named as Consul does', async () => {

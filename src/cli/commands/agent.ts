@@ -11,7 +11,9 @@ import type { RawConfig } from '../../core/config/schema.js';
 import { ErrorCode, MeshfedError } from '../../core/errors.js';
 import { createLogger, isLogLevel, type LogLevel } from '../../core/logger.js';
 import type { AgentPlugin } from '../../core/plugin.js';
+import { gossip } from '../../plugins/gossip/index.js';
 import { http } from '../../plugins/http/index.js';
+import { router } from '../../plugins/router/index.js';
 import { rpc } from '../../plugins/rpc/index.js';
 import { tls } from '../../plugins/tls/index.js';
 import { formatFlags, parseFlags, UsageError, type FlagSpec } from '../flags.js';
@@ -37,6 +39,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'grpc-port', kind: 'int', usage: 'gRPC (xDS) port.', metavar: 'PORT' },
   { name: 'retry-join', kind: 'list', usage: 'LAN address to join.', metavar: 'ADDR' },
   { name: 'retry-join-wan', kind: 'list', usage: 'WAN address to join.', metavar: 'ADDR' },
+  { name: 'encrypt', kind: 'string', usage: 'Base64 gossip encryption key (see `meshfed keygen`).', metavar: 'KEY' },
   { name: 'primary-gateway', kind: 'list', usage: 'Mesh gateway of the primary datacenter (host:port).', metavar: 'ADDR' },
   { name: 'log-level', kind: 'string', usage: 'trace, debug, info, warn, error or silent. debug also prints stack traces of fatal errors.', metavar: 'LEVEL', defaultText: 'info' },
   { name: 'log-json', kind: 'bool', usage: 'Write logs as JSON lines.' },
@@ -76,6 +79,7 @@ export function flagsToConfig(values: ReadonlyMap<string, unknown>): RawConfig {
   set('retry-join', (v) => (c['retry_join'] = v));
   set('retry-join-wan', (v) => (c['retry_join_wan'] = v));
   set('primary-gateway', (v) => (c['primary_gateways'] = v));
+  set('encrypt', (v) => (c['encrypt'] = v));
   set('log-level', (v) => (c['log_level'] = v));
   if (Object.keys(ports).length > 0) c['ports'] = ports;
   return c;
@@ -92,7 +96,7 @@ export const DEV_CONFIG: RawConfig = Object.freeze({
 
 /** The first-party plugins that exist so far, in boot order. */
 export function firstPartyPlugins(opts: { dev: boolean }): AgentPlugin[] {
-  return [tls({ dev: opts.dev }), rpc(), http()];
+  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router()];
 }
 
 async function configDirFiles(dir: string): Promise<string[]> {

@@ -126,7 +126,20 @@ export function router(options: RouterPluginOptions = {}): AgentPlugin {
     apply({ hooks, services, config }) {
       const r = services.get(RouterTokens.Router);
       const builder = services.get(RouterTokens.GrpcResolver);
-      const unregister = r.registerTracker(builder);
+      const unregisterGrpc = r.registerTracker(builder);
+      // The connection pool is a tracker too: sessions to a removed server are dropped at once.
+      const pool = services.get(RpcTokens.Pool);
+      const unregisterPool = r.registerTracker({
+        newRebalancer: () => () => undefined,
+        addServer: () => undefined,
+        removeServer: (_area, s) => {
+          if (!r.managers(s.datacenter).some((m) => m.servers().some((x) => x.name === s.name))) pool.forget(s.shortName);
+        },
+      });
+      const unregister = (): void => {
+        unregisterGrpc();
+        unregisterPool();
+      };
       const members: Record<MembershipPool, Set<string>> = { lan: new Set(), wan: new Set() };
       r.addArea(AREA_LAN, { numNodes: () => members.lan.size });
       if (config.server) r.addArea(AREA_WAN, { numNodes: () => members.wan.size });

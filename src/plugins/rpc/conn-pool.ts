@@ -166,6 +166,22 @@ export class ConnPool {
     }
   }
 
+  /**
+   * Drop the pooled sessions to `node` (every address): the router calls this when a server
+   * leaves, so no idle session to a gone server lingers until the reaper. Calls in flight finish;
+   * the session closes when the last one releases it.
+   */
+  forget(node: string): number {
+    let n = 0;
+    for (const conn of [...this.#conns.values()]) {
+      if (conn.key.startsWith(`${node}:`)) {
+        this.#clear(conn);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Close every session and stop the reaper. Calls in flight fail. */
   async close(): Promise<void> {
     this.#closed = true;

@@ -56,6 +56,20 @@ describe('connection pool', () => {
     await pool.close();
   });
 
+  test('forget drops the sessions to a node (the router does this when a server leaves)', async () => {
+    const srv = memoryServer(registry());
+    const pool = new ConnPool({ dialer: srv.dialer, logger, maxIdleTimeMs: 0 });
+    await pool.ping(target);
+    await pool.ping({ ...target, node: 's2', address: '10.0.0.2:8300' });
+    assert.equal(pool.sessions, 2);
+    assert.equal(pool.forget('s1'), 1);
+    assert.equal(pool.sessions, 1);
+    assert.equal(pool.forget('s1'), 0);
+    await pool.ping(target);
+    assert.equal(srv.dials(), 3, 'the next call to s1 dials again');
+    await pool.close();
+  });
+
   test('a node name is mandatory; calls after close fail', async () => {
     const pool = new ConnPool({ dialer: memoryServer(registry()).dialer, logger });
     await assert.rejects(pool.ping({ datacenter: 'dc1', node: '' }), { code: RpcErrorCode.POOL, message: 'pool: ConnPool.acquire requires a node name' });

@@ -31,11 +31,12 @@ export function ipFromBytes(b: Uint8Array): string | undefined {
 
 /** Wire form of an IP text (4 bytes for IPv4, 16 for IPv6); undefined if it is not an IP. */
 export function ipToBytes(text: string): Uint8Array | undefined {
-  if (isIPv4(text)) return Uint8Array.from(text.split('.').map(Number));
-  if (!isIPv6(text)) return undefined;
-  let s = text;
+  const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (isIPv4(bare)) return Uint8Array.from(bare.split('.').map(Number));
+  let s = bare;
   const zone = s.indexOf('%');
   if (zone >= 0) s = s.slice(0, zone);
+  if (!isIPv6(s)) return undefined;
   // An embedded IPv4 tail (`::ffff:1.2.3.4`) becomes two hex groups.
   const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
   if (v4) {
