@@ -36,6 +36,8 @@ interface PoolResult {
   readonly convergeMs: number;
   readonly failDetectMs: number;
   readonly cpuMsPerNodePerSec: number;
+  /** Share of that CPU spent in user space (the rest is the kernel: socket syscalls). */
+  readonly userShare: number;
   readonly rssBytesPerNode: number;
   readonly rssBytesTotalPerNode: number;
 }
@@ -92,7 +94,7 @@ async function tsPool(o: PoolOptions): Promise<PoolResult> {
     });
   const seed = `ts-0/${nodes[0]!.advertiseAddress}`;
   const t0 = performance.now();
-  const converged = until(() => seen.every((s) => s.size >= n), 120_000, 'convergence');
+  const converged = until(() => seen.every((s) => s.size >= n), 60_000, 'convergence');
   await Promise.all(nodes.slice(1).map((m) => m.join([seed])));
   await converged;
   const convergeMs = performance.now() - t0;
@@ -116,6 +118,7 @@ async function tsPool(o: PoolOptions): Promise<PoolResult> {
     convergeMs,
     failDetectMs,
     cpuMsPerNodePerSec: (cpu.user + cpu.system) / 1000 / n / (windowMs / 1000),
+    userShare: cpu.user / (cpu.user + cpu.system),
     rssBytesPerNode: (rss - rssBefore) / n,
     rssBytesTotalPerNode: rss / n,
   };
@@ -151,9 +154,23 @@ async function main(): Promise<void> {
   console.log(`machine busy before: ${fmt(await machineBusyPercent())} %`);
   const go: GoPoolResult[] = [];
   const ts: PoolResult[] = [];
+  // Both memberlists have a rare slow-join tail (a node misses one alive broadcast and waits for
+  // the next push-pull, up to a minute): such a run is reported and redone, not averaged in.
+  const tails = { go: 0, meshfed: 0 };
+  const attempt = async <T>(who: 'go' | 'meshfed', f: () => Promise<T>): Promise<T> => {
+    for (let i = 0; ; i++) {
+      try {
+        return await f();
+      } catch (err) {
+        if (i >= 2) throw err;
+        tails[who]++;
+        console.log(`  ${who} pool failed (${String((err as Error).message).split('\n')[0]}); redoing the run`);
+      }
+    }
+  };
   for (let r = 0; r < runs; r++) {
-    go.push(await runGoPool({ nodes, profile: 'lan', settleMs: o.settleMs, steadyMs: o.steadyMs, killIndex: o.killIndex }));
-    ts.push(await tsPoolChild(o));
+    go.push(await attempt('go', () => runGoPool({ nodes, profile: 'lan', settleMs: o.settleMs, steadyMs: o.steadyMs, killIndex: o.killIndex })));
+    ts.push(await attempt('meshfed', () => tsPoolChild(o)));
     const g = go[go.length - 1]!;
     const t = ts[ts.length - 1]!;
     console.log(
@@ -162,6 +179,7 @@ async function main(): Promise<void> {
     );
   }
   console.log(`machine busy after: ${fmt(await machineBusyPercent())} %`);
+  console.log(`slow-join tails redone: go ${tails.go}, meshfed ${tails.meshfed}`);
   const m = <T>(xs: T[], f: (x: T) => number): number => median(xs.map(f));
   const rows: [string, number, number, string][] = [
     ['join convergence, ms', m(go, (x) => x.convergeMs), m(ts, (x) => x.convergeMs), '≤ 1.0×'],

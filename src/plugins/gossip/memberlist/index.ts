@@ -15,7 +15,7 @@
  * await b.leave(5_000); await b.shutdown(); await a.shutdown();
  * ```
  */
-export { Memberlist, MemberlistErrorCode, pushPullScale } from './memberlist.js';
+export { Memberlist, MemberlistErrorCode, gridDelay, pushPullScale } from './memberlist.js';
 export {
   LAN_TIMINGS,
   LOCAL_TIMINGS,

@@ -66,8 +66,21 @@ const NODE_NAMES_REQUIRED = 'memberlist: node names are required by configuratio
 const COMPOUND_HEADER_OVERHEAD = 2;
 const COMPOUND_OVERHEAD = 2;
 const USER_MSG_OVERHEAD = 1;
+/** Smallest packet worth trying to compress. */
+const MIN_COMPRESS_BYTES = 100;
 /** Push-pull interval scaling starts above this many nodes. */
 const PUSH_PULL_SCALE_THRESHOLD = 32;
+
+/**
+ * Delay from `now` until `due` rounded up to a grid of `interval / 10` (at most 20 ms). Periodic
+ * ticks of every pool in a process then share event-loop wakeups: a wakeup costs far more than a
+ * callback (on sandboxed hosts ~0.15 ms of CPU), and a tick up to 20 ms late changes nothing for
+ * intervals of 200 ms and more.
+ */
+export function gridDelay(now: number, due: number, interval: number): number {
+  const q = Math.max(1, Math.min(20, Math.floor(interval / 10)));
+  return Math.max(0, Math.ceil(due / q) * q - now);
+}
 
 /** memberlist's `pushPullScale`: the push-pull interval grows with log2 of the pool above 32 nodes. */
 export function pushPullScale(intervalMs: number, n: number): number {
@@ -161,8 +174,8 @@ export class Memberlist implements MemberlistApi {
   #pushPullInFlight = 0;
   readonly #timers = new Set<unknown>();
   readonly #openStreams = new Set<Duplex>();
-  readonly #stopped: Promise<void>;
-  #stop!: () => void;
+  /** Waiters to wake at shutdown (sleeps, probes); each removes itself when done. */
+  readonly #onShutdown = new Set<() => void>();
   #shutdownPromise: Promise<void> | undefined;
   #removeHandlers: (() => void)[] = [];
   readonly #inflight = new Set<Promise<unknown>>();
@@ -204,7 +217,6 @@ export class Memberlist implements MemberlistApi {
     this.#maxPushPull = config.maxPushPullRequests ?? 128;
     this.#broadcasts = new TransmitLimitedQueue(() => this.#nodes.length, this.#cfg.retransmitMult);
     this.#awareness = new Awareness(this.#cfg.awarenessMaxMultiplier);
-    this.#stopped = new Promise((resolve) => (this.#stop = resolve));
   }
 
   /**
@@ -347,7 +359,7 @@ export class Memberlist implements MemberlistApi {
   shutdown(): Promise<void> {
     this.#shutdownPromise ??= (async () => {
       this.#shutdown = true;
-      this.#stop();
+      for (const wake of [...this.#onShutdown]) wake();
       for (const t of this.#timers) this.#clock.clearTimeout(t);
       this.#timers.clear();
       for (const s of this.#suspicions.values()) s.cancel();
@@ -374,20 +386,29 @@ export class Memberlist implements MemberlistApi {
     return t;
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = this.#after(ms, resolve);
-      void this.#stopped.then(() => {
+  /** A sleep on the clock that ends early at shutdown and can be cut short (its timer is then cleared, so it costs no wakeup). */
+  #cancellableSleep(ms: number): { done: Promise<void>; cancel: () => void } {
+    let cancel!: () => void;
+    const done = new Promise<void>((resolve) => {
+      const finish = (): void => {
         this.#clock.clearTimeout(t);
+        this.#timers.delete(t);
+        this.#onShutdown.delete(finish);
         resolve();
-      });
+      };
+      const t = this.#after(ms, finish);
+      this.#onShutdown.add(finish);
+      cancel = finish;
     });
+    return { done, cancel };
   }
 
   async #waitOrTimeout(p: Promise<void>, timeoutMs: number, text: string): Promise<void> {
     if (timeoutMs <= 0) return p;
     let timedOut = false;
-    await Promise.race([p, this.#sleep(timeoutMs).then(() => (timedOut = true))]);
+    const timer = this.#cancellableSleep(timeoutMs);
+    await Promise.race([p, timer.done.then(() => (timedOut = true))]);
+    timer.cancel();
     if (timedOut) throw new MeshfedError(MemberlistErrorCode.TIMEOUT, `memberlist: ${text}`);
   }
 
@@ -395,16 +416,22 @@ export class Memberlist implements MemberlistApi {
     const loop = (interval: () => number, fn: () => Promise<void> | void): void => {
       const tick = (): void => {
         const started = this.#clock.now();
-        void Promise.resolve()
-          .then(fn)
-          .catch((err: unknown) => this.#logger.error('periodic task failed', { err: errorMessage(err) }))
-          .finally(() => {
-            if (this.#shutdown) return;
-            this.#after(Math.max(0, interval() - (this.#clock.now() - started)), tick);
-          });
+        const next = (): void => {
+          if (!this.#shutdown) this.#after(gridDelay(this.#clock.now(), started + interval(), interval()), tick);
+        };
+        const failed = (err: unknown): void => this.#logger.error('periodic task failed', { err: errorMessage(err) });
+        let r: Promise<void> | void = undefined;
+        try {
+          r = fn();
+        } catch (err) {
+          failed(err);
+        }
+        // Most rounds finish synchronously (nothing to gossip): no promise machinery for them.
+        if (r) void r.catch(failed).finally(next);
+        else next();
       };
-      // Random stagger, so nodes started together do not tick together.
-      this.#after(Math.floor(this.#random() * interval()), tick);
+      // Random stagger, so nodes started together do not all probe in the same instant.
+      this.#after(gridDelay(this.#clock.now(), this.#clock.now() + Math.floor(this.#random() * interval()), interval()), tick);
     };
     if (this.#cfg.probeIntervalMs > 0) loop(() => this.#cfg.probeIntervalMs, () => this.#probe());
     if (this.#cfg.gossipIntervalMs > 0 && this.#cfg.gossipNodes > 0) loop(() => this.#cfg.gossipIntervalMs, () => this.#gossip());
@@ -441,14 +468,16 @@ export class Memberlist implements MemberlistApi {
     return this.#nodes.some((n) => n.name !== this.#name && !deadOrLeft(n));
   }
 
-  /** Up to `k` random nodes not excluded. */
+  /** Up to `k` distinct random nodes not excluded (memberlist's `kRandomNodes`: at most 3n random picks). */
   #kRandomNodes(k: number, exclude: (n: NodeEntry) => boolean): NodeEntry[] {
-    const candidates = this.#nodes.filter((n) => !exclude(n));
-    for (let i = candidates.length - 1; i > 0; i--) {
-      const j = Math.floor(this.#random() * (i + 1));
-      [candidates[i], candidates[j]] = [candidates[j] as NodeEntry, candidates[i] as NodeEntry];
+    const n = this.#nodes.length;
+    const out: NodeEntry[] = [];
+    for (let i = 0; i < 3 * n && out.length < k; i++) {
+      const node = this.#nodes[Math.floor(this.#random() * n)] as NodeEntry;
+      if (exclude(node) || out.includes(node)) continue;
+      out.push(node);
     }
-    return candidates.slice(0, k);
+    return out;
   }
 
   #checkName(a: GossipAddress): void {
@@ -511,7 +540,9 @@ export class Memberlist implements MemberlistApi {
   async #rawSendPacket(a: GossipAddress, node: NodeEntry | undefined, msg: Uint8Array): Promise<void> {
     this.#checkName(a);
     let out: Uint8Array = msg;
-    if (this.#cfg.enableCompression) out = compressMessage(out, { onlyIfSmaller: true });
+    // Packets under ~100 bytes (pings, acks, nacks) never shrink by more than the compress
+    // wrapper's own 13 bytes; memberlist tries anyway, we skip the wasted LZW pass.
+    if (this.#cfg.enableCompression && out.length >= MIN_COMPRESS_BYTES) out = compressMessage(out, { onlyIfSmaller: true });
     // As memberlist: a CRC only when the destination node is known to speak protocol 5.
     if (node && node.vsn.pmax >= 5) out = addCrc(out);
     if (this.#keyring && this.#verifyOutgoing) out = encryptPacket(this.#keyring, out);
@@ -723,12 +754,16 @@ export class Memberlist implements MemberlistApi {
     }
   }
 
-  /** Drop nodes dead for longer than gossipToTheDeadTime, then shuffle the probe order. */
+  /**
+   * Drop nodes dead or left for longer than gossipToTheDeadTime, then shuffle the probe order.
+   * (memberlist 0.2.2 keeps left nodes forever; later versions drop them like dead ones, and so
+   * do we: serf keeps its own tombstones.)
+   */
   #resetNodes(): void {
     const now = this.#clock.now();
     const keep: NodeEntry[] = [];
     for (const n of this.#nodes) {
-      if (n.state === NodeState.dead && now - n.stateChange > this.#cfg.gossipToTheDeadTimeMs) this.#nodeMap.delete(n.name);
+      if (deadOrLeft(n) && now - n.stateChange > this.#cfg.gossipToTheDeadTimeMs) this.#nodeMap.delete(n.name);
       else keep.push(n);
     }
     for (let i = keep.length - 1; i > 0; i--) {
@@ -776,7 +811,9 @@ export class Memberlist implements MemberlistApi {
     let nacks = 0;
     let resolveAck!: (r: { complete: boolean; payload?: Buffer; timestamp?: number }) => void;
     const ackP = new Promise<{ complete: boolean; payload?: Buffer; timestamp?: number }>((r) => (resolveAck = r));
-    void this.#stopped.then(() => resolveAck({ complete: false }));
+    const onStop = (): void => resolveAck({ complete: false });
+    this.#onShutdown.add(onStop);
+    void ackP.then(() => this.#onShutdown.delete(onStop));
     this.#setAckHandler(
       seq,
       {
@@ -809,7 +846,9 @@ export class Memberlist implements MemberlistApi {
     try {
       if (!remoteFailure) {
         awarenessDelta = -1;
-        const first = await Promise.race([ackP, this.#sleep(this.#cfg.probeTimeoutMs).then(() => undefined)]);
+        const timeout = this.#cancellableSleep(this.#cfg.probeTimeoutMs);
+        const first = await Promise.race([ackP, timeout.done.then(() => undefined)]);
+        timeout.cancel();
         if (first?.complete) {
           this.#delegates.ping?.notifyPingComplete(snapshot(node), (first.timestamp ?? this.#clock.now()) - sent, first.payload ?? Buffer.alloc(0));
           return;
@@ -873,7 +912,7 @@ export class Memberlist implements MemberlistApi {
   // -------------------------------------------------------------------------------------------
   // gossip and push-pull
 
-  async #gossip(): Promise<void> {
+  #gossip(): Promise<void> | undefined {
     const now = this.#clock.now();
     const nodes = this.#kRandomNodes(this.#cfg.gossipNodes, (n) => {
       if (n.name === this.#name) return true;
@@ -881,9 +920,18 @@ export class Memberlist implements MemberlistApi {
       if (n.state === NodeState.dead) return now - n.stateChange > this.#cfg.gossipToTheDeadTimeMs;
       return true;
     });
+    if (nodes.length === 0) return undefined;
     const avail = this.#cfg.udpBufferSize - COMPOUND_HEADER_OVERHEAD - this.#encryptOverhead();
-    for (const node of nodes) {
-      const msgs = this.#getBroadcasts(COMPOUND_OVERHEAD, avail);
+    // Most rounds have nothing to send: they end here, synchronously.
+    const msgs = this.#getBroadcasts(COMPOUND_OVERHEAD, avail);
+    if (msgs.length === 0) return undefined;
+    return this.#gossipTo(nodes, msgs, avail);
+  }
+
+  async #gossipTo(nodes: readonly NodeEntry[], first: Uint8Array[], avail: number): Promise<void> {
+    let msgs = first;
+    for (const [i, node] of nodes.entries()) {
+      if (i > 0) msgs = this.#getBroadcasts(COMPOUND_OVERHEAD, avail);
       if (msgs.length === 0) return;
       try {
         if (msgs.length === 1) await this.#rawSendPacket(addrOf(node), node, msgs[0] as Uint8Array);

@@ -28,7 +28,6 @@ export const DEFAULT_MAX_DECOMPRESSED_BYTES = 20 * 1024 * 1024;
 // Open-addressing table as Go's writer keeps it (the emitted codes do not depend on its layout,
 // only on which (prefix, byte) pairs are present): entry = key << 12 | code, 0 = empty.
 const TABLE_SIZE = 4 << 12;
-const TABLE_MASK = TABLE_SIZE - 1;
 
 /** Compress `input` as Go's `lzw.NewWriter(w, lzw.LSB, 8)` + one `Write` + `Close` would. */
 export function lzwCompress(input: Uint8Array): Buffer {
@@ -40,7 +39,12 @@ export function lzwCompress(input: Uint8Array): Buffer {
   let width = LIT_WIDTH + 1;
   let hi = EOF_CODE;
   let overflow = 1 << (LIT_WIDTH + 1);
-  const table = new Uint32Array(TABLE_SIZE);
+  // At most one code is added per input byte: small inputs get a small table (the emitted
+  // codes do not depend on its size), so compressing a 100-byte packet does not zero 64 KiB.
+  let size = 256;
+  while (size < TABLE_SIZE && size < 2 * input.length) size <<= 1;
+  const mask = size - 1;
+  const table = new Uint32Array(size);
 
   const write = (c: number): void => {
     bits |= c << nBits;
@@ -77,19 +81,19 @@ export function lzwCompress(input: Uint8Array): Buffer {
     outer: for (let i = 1; i < input.length; i++) {
       const literal = input[i] as number;
       const key = (code << 8) | literal;
-      let hash = ((key >>> 12) ^ key) & TABLE_MASK;
+      let hash = ((key >>> 12) ^ key) & mask;
       for (let h = hash, e = table[h] as number; e !== 0; ) {
         if (key === e >>> 12) {
           code = e & MAX_CODE;
           continue outer;
         }
-        h = (h + 1) & TABLE_MASK;
+        h = (h + 1) & mask;
         e = table[h] as number;
       }
       write(code);
       code = literal;
       if (incHi()) continue;
-      while (table[hash] !== 0) hash = (hash + 1) & TABLE_MASK;
+      while (table[hash] !== 0) hash = (hash + 1) & mask;
       table[hash] = ((key << 12) | hi) >>> 0;
     }
     write(code);
@@ -113,9 +117,11 @@ export interface LzwDecompressOptions {
  */
 export function lzwDecompress(input: Uint8Array, options: LzwDecompressOptions = {}): Buffer {
   const max = options.maxOutputBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
-  const suffix = new Uint8Array(1 << MAX_WIDTH);
-  const prefix = new Uint16Array(1 << MAX_WIDTH);
-  const scratch = new Uint8Array(1 << MAX_WIDTH);
+  // Codes above the literals are added at most once per code read (9+ bits each).
+  const tableSize = Math.min(1 << MAX_WIDTH, EOF_CODE + 2 + Math.ceil((input.length * 8) / 9));
+  const suffix = new Uint8Array(tableSize);
+  const prefix = new Uint16Array(tableSize);
+  const scratch = new Uint8Array(tableSize);
   let out = Buffer.allocUnsafe(Math.min(max, Math.max(64, input.length * 4)) + 1);
   let o = 0;
   let ip = 0;

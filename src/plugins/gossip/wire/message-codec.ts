@@ -8,7 +8,7 @@
  */
 import { crc32 } from 'node:zlib';
 import type { MeshfedError } from '../../../core/errors.js';
-import { MsgpackErrorCode, MsgpackStreamDecoder, decode, encode, type AnySchema, type DecodeLimits, type InferInput } from '../../rpc/msgpack/index.js';
+import { ByteReader, MsgpackErrorCode, decodeFrom, encode, type AnySchema, type DecodeLimits, type Infer, type InferInput } from '../../rpc/msgpack/index.js';
 import { GossipWireErrorCode, gossipWireError, isGossipWireError } from './errors.js';
 import { lzwCompress, lzwDecompress, DEFAULT_MAX_DECOMPRESSED_BYTES } from './lzw.js';
 import { CompressionAlgo, MAX_PUSH_STATE_BYTES, MessageType, messageTypeName, type MessageTypeValue } from './message-type.js';
@@ -147,28 +147,27 @@ function decodeFailed(what: string, err: unknown): MeshfedError {
   return gossipWireError(mapped, `gossip: malformed ${what}: ${err instanceof Error ? err.message : String(err)}`, err);
 }
 
-/** Split `bytes` into consecutive msgpack objects, as go-msgpack reads them from a stream. */
+/**
+ * Read consecutive msgpack objects from `bytes`, as go-msgpack reads them from a stream: one
+ * reader walks the buffer once, decoding each object in place (no copy, no separate scan).
+ */
 class ObjectCursor {
-  readonly #dec: MsgpackStreamDecoder;
-  /** Bytes consumed by the objects returned so far. */
-  offset = 0;
+  readonly #r: ByteReader;
   constructor(bytes: Uint8Array, limits: DecodeLimits | undefined) {
-    this.#dec = new MsgpackStreamDecoder({ ...limits, maxObjectBytes: Math.max(1, bytes.length) });
-    this.#dec.push(bytes);
+    this.#r = new ByteReader(bytes, limits);
   }
-  next<S extends AnySchema>(schema: S, what: string, limits: DecodeLimits | undefined): ReturnType<typeof decode<S>> {
-    let obj: Uint8Array | undefined;
-    try {
-      obj = this.#dec.next();
-    } catch (err) {
-      throw decodeFailed(what, err);
+  /** Bytes consumed by the objects returned so far. */
+  get offset(): number {
+    return this.#r.pos;
+  }
+  next<S extends AnySchema>(schema: S, what: string | (() => string)): Infer<S> {
+    if (this.#r.pos >= this.#r.end) {
+      throw gossipWireError(GossipWireErrorCode.TRUNCATED, `gossip: truncated ${typeof what === 'string' ? what : what()}: the input ended inside the msgpack body`);
     }
-    if (!obj) throw gossipWireError(GossipWireErrorCode.TRUNCATED, `gossip: truncated ${what}: the input ended inside the msgpack body`);
-    this.offset += obj.length;
     try {
-      return decode(obj, schema, limits);
+      return decodeFrom(this.#r, schema);
     } catch (err) {
-      throw decodeFailed(what, err);
+      throw decodeFailed(typeof what === 'string' ? what : what(), err);
     }
   }
 }
@@ -176,7 +175,7 @@ class ObjectCursor {
 /** Decode a push-pull payload (the bytes after the `0x06` type byte). */
 export function decodePushPull(body: Uint8Array, options: WireDecodeOptions = {}): PushPull {
   const cur = new ObjectCursor(body, options.msgpack);
-  const header = cur.next(PushPullHeader, 'pushPull header', options.msgpack);
+  const header = cur.next(PushPullHeader, 'pushPull header');
   const maxNodes = options.maxPushPullNodes ?? DEFAULT_MAX_PUSH_PULL_NODES;
   if (header.Nodes < 0 || header.UserStateLen < 0) {
     throw gossipWireError(GossipWireErrorCode.DECODE, `gossip: malformed pushPull header: negative Nodes (${header.Nodes}) or UserStateLen (${header.UserStateLen})`);
@@ -192,7 +191,7 @@ export function decodePushPull(body: Uint8Array, options: WireDecodeOptions = {}
     throw gossipWireError(GossipWireErrorCode.TRUNCATED, `gossip: truncated pushPull: ${header.Nodes} nodes announced but only ${body.length - cur.offset} bytes follow the header`);
   }
   const nodes: PushNodeState[] = [];
-  for (let i = 0; i < header.Nodes; i++) nodes.push(cur.next(PushNodeState, `pushPull node ${i}`, options.msgpack));
+  for (let i = 0; i < header.Nodes; i++) nodes.push(cur.next(PushNodeState, () => `pushPull node ${i}`));
   const left = body.length - cur.offset;
   if (left < header.UserStateLen) {
     throw gossipWireError(GossipWireErrorCode.TRUNCATED, `gossip: truncated pushPull: UserStateLen is ${header.UserStateLen} but only ${left} bytes follow the nodes`);
@@ -212,7 +211,7 @@ export function decodeMessage(buf: Uint8Array, options: WireDecodeOptions = {}):
   const body = buf.subarray(1);
   const schema = MESSAGE_SCHEMAS[type as MessageTypeValue];
   if (schema) {
-    const value: unknown = new ObjectCursor(body, options.msgpack).next(schema, `${messageTypeName(type)} message`, options.msgpack);
+    const value: unknown = new ObjectCursor(body, options.msgpack).next(schema, () => `${messageTypeName(type)} message`);
     return { type, body: value } as WireMessage;
   }
   switch (type) {

@@ -45,7 +45,7 @@ export function decode<S extends AnySchema>(bytes: Uint8Array, schema: S, limits
   return value;
 }
 
-/** @internal Decode one value at the reader's position. */
+/** Decode one value at the reader's position; the reader ends just after it (trailing bytes are left for the caller). */
 export function decodeFrom<S extends AnySchema>(r: ByteReader, schema: S): Infer<S> {
   try {
     return schema.read(r, r.byte(), 0) as Infer<S>;

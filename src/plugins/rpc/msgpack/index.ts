@@ -22,7 +22,8 @@
  */
 export { t, Schema, StructSchema, isSchema } from './schema.js';
 export type { AnySchema, Infer, InferInput, MsgpackExt, SchemaKind, StructFields, StructIn, StructOut } from './schema.js';
-export { encode, decode } from './codec.js';
+export { encode, decode, decodeFrom } from './codec.js';
+export { ByteReader } from './byte-reader.js';
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './byte-reader.js';
 export { GoTime, GoTimeError } from './go-time.js';
 export { MsgpackStreamDecoder } from './stream-decoder.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { NodeState, Keyring } from '../../../../src/plugins/gossip/wire/index.js';
-import { pushPullScale, suspicionTimeout, remainingSuspicionTime, TransmitLimitedQueue, retransmitLimit } from '../../../../src/plugins/gossip/memberlist/index.js';
+import { gridDelay, pushPullScale, suspicionTimeout, remainingSuspicionTime, TransmitLimitedQueue, retransmitLimit } from '../../../../src/plugins/gossip/memberlist/index.js';
 import { waitFor } from '../../../../src/testing/index.js';
 import { allSee, shutdownAll, startNode, type TestNode } from './helpers.js';
 
@@ -197,6 +197,15 @@ describe('memberlist math', () => {
       [5, 3, 10_000, 2_000, 30_000, -8_000],
     ];
     for (const [n, k, elapsed, min, max, want] of table) assert.equal(remainingSuspicionTime(n, k, elapsed, min, max), want, `n=${n}`);
+  });
+
+  test('periodic ticks land on a grid of interval/10 (at most 20 ms) so pools share wakeups', () => {
+    assert.equal(gridDelay(1_000, 1_200, 200), 200);
+    assert.equal(gridDelay(1_003, 1_203, 200), 217, 'rounded up to the next 20 ms');
+    assert.equal(gridDelay(1_000, 1_050, 50), 50);
+    assert.equal(gridDelay(1_001, 1_051, 50), 54, 'a 5 ms grid for a 50 ms interval');
+    assert.equal(gridDelay(1_000, 900, 200), 0, 'overdue ticks run at once');
+    assert.equal(gridDelay(5, 6, 3), 1, 'tiny intervals: a 1 ms grid');
   });
 
   test('push-pull interval scales above 32 nodes', () => {
