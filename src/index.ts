@@ -27,3 +27,4 @@ export { parseDuration, formatDuration } from './core/config/duration.js';
 export * from './core/protocol.js';
 export { MESHFED_VERSION } from './core/version.js';
 export { joinHostPort, parseHostPort } from './core/address.js';
+export { systemClock, type Clock } from './core/clock.js';

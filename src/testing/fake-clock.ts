@@ -1,24 +1,11 @@
 /**
  * A manual clock for deterministic tests of timers (probe intervals, backoff, reapers).
- * Code under test takes a {@link Clock}; production passes {@link systemClock}.
+ * Code under test takes a `Clock` (src/core/clock.ts); production passes `systemClock`.
  */
 
-/** The time source and timer API components take instead of the globals. */
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-  /** Run `fn` after `ms`; returns a handle for {@link Clock.clearTimeout}. Timers never keep the process alive. */
-  setTimeout(fn: () => void, ms: number): unknown;
-  /** Cancel a timer. */
-  clearTimeout(handle: unknown): void;
-}
+import type { Clock } from '../core/clock.js';
 
-/** The real clock (timers are unref'd). */
-export const systemClock: Clock = Object.freeze({
-  now: () => Date.now(),
-  setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms).unref(),
-  clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout),
-});
+export { systemClock, type Clock } from '../core/clock.js';
 
 interface FakeTimer {
   readonly id: number;

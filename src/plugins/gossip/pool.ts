@@ -5,7 +5,7 @@
 import type { Logger } from '../../core/logger.js';
 import { errorMessage, MeshfedError } from '../../core/errors.js';
 import type { MembershipPool } from '../../core/types.js';
-import { systemClock, type Clock } from '../../testing/fake-clock.js';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { Memberlist, type MemberlistTimings } from './memberlist/index.js';
 import { Serf, type SerfConfig } from './serf/index.js';
 import type { SerfEvent, SerfMember } from './serf/types.js';

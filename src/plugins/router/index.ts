@@ -31,7 +31,7 @@
 import type { AgentPlugin } from '../../core/plugin.js';
 import { serviceToken } from '../../core/tokens.js';
 import type { MembershipPool } from '../../core/types.js';
-import type { Clock } from '../../testing/fake-clock.js';
+import type { Clock } from '../../core/clock.js';
 import { RpcTokens, type ConnPool } from '../rpc/index.js';
 import { GrpcResolverBuilder } from './grpc-resolver.js';
 import type { ServerPinger } from './manager.js';

@@ -9,7 +9,7 @@
  */
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { systemClock, type Clock } from '../../testing/fake-clock.js';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { describeServer, type ServerMeta } from './server-metadata.js';
 
 /** `clientRPCMinReuseDuration`: the rebalance timer's base and first interval (120 s). */

@@ -10,7 +10,7 @@
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Member, MembershipEvent } from '../../core/types.js';
-import type { Clock } from '../../testing/fake-clock.js';
+import type { Clock } from '../../core/clock.js';
 import { ErrDCNotAvailable, ErrNoDCPath, RouterError, RouterErrorCode } from './errors.js';
 import { ServerManager, type ServerPinger } from './manager.js';
 import { describeServer, inspectServer, type ServerMeta } from './server-metadata.js';

@@ -3,7 +3,7 @@
  * `DefaultWANConfig`, `DefaultLocalConfig`) and the options of one {@link Memberlist}.
  */
 import type { Logger } from '../../../core/logger.js';
-import type { Clock } from '../../../testing/fake-clock.js';
+import type { Clock } from '../../../core/clock.js';
 import type { GossipTransport } from '../transport/index.js';
 import type { Keyring } from '../wire/index.js';
 import type { MemberlistDelegates } from './types.js';

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorMessage, MeshfedError } from '../../../core/errors.js';
 import { silentLogger, type Logger } from '../../../core/logger.js';
-import { systemClock, type Clock } from '../../../testing/fake-clock.js';
+import { systemClock, type Clock } from '../../../core/clock.js';
 import { encode } from '../../rpc/msgpack/index.js';
 import { RateLimitedLog, splitHostPort, joinHostPort, type GossipAddress, type GossipPacket, type GossipTransport } from '../transport/index.js';
 import {
@@ -72,13 +72,15 @@ const MIN_COMPRESS_BYTES = 100;
 const PUSH_PULL_SCALE_THRESHOLD = 32;
 
 /**
- * Delay from `now` until `due` rounded up to a grid of `interval / 10` (at most 20 ms). Periodic
- * ticks of every pool in a process then share event-loop wakeups: a wakeup costs far more than a
- * callback (on sandboxed hosts ~0.15 ms of CPU), and a tick up to 20 ms late changes nothing for
- * intervals of 200 ms and more.
+ * Delay from `now` until `due` rounded up to a grid of `interval / slots` (at most 100 ms).
+ * Periodic ticks of every pool in a process then share event-loop wakeups, and the probes that
+ * share a tick send their pings, and get their acks, in the same wakeups: a wakeup costs far
+ * more than a callback (on sandboxed hosts ~0.15 ms of CPU). Probes and push-pulls use ten slots
+ * per interval (the 1 s probe is at most 100 ms late); gossip rounds, which only move
+ * broadcasts, five (40 ms for LAN gossip).
  */
-export function gridDelay(now: number, due: number, interval: number): number {
-  const q = Math.max(1, Math.min(20, Math.floor(interval / 10)));
+export function gridDelay(now: number, due: number, interval: number, slots = 10): number {
+  const q = Math.max(1, Math.min(100, Math.floor(interval / slots)));
   return Math.max(0, Math.ceil(due / q) * q - now);
 }
 
@@ -158,6 +160,7 @@ export class Memberlist implements MemberlistApi {
   readonly #bindPort: number;
   readonly #maxPushPull: number;
   readonly #advertise: { ip: string; port: number };
+  readonly #advertiseBytes: Uint8Array;
 
   /** The node table: probe order (shuffled), and by name. */
   #nodes: NodeEntry[] = [];
@@ -213,6 +216,7 @@ export class Memberlist implements MemberlistApi {
       dcur: config.delegateProtocolVersion ?? 0,
     });
     this.#advertise = this.#transport.finalAdvertiseAddr(config.advertiseAddr ?? '', config.advertisePort ?? 0);
+    this.#advertiseBytes = ipToBytes(this.#advertise.ip) ?? new Uint8Array(0);
     this.#bindPort = config.bindPort ?? this.#advertise.port;
     this.#maxPushPull = config.maxPushPullRequests ?? 128;
     this.#broadcasts = new TransmitLimitedQueue(() => this.#nodes.length, this.#cfg.retransmitMult);
@@ -233,8 +237,8 @@ export class Memberlist implements MemberlistApi {
   #start(): void {
     this.#removeHandlers.push(this.#transport.onPacket((p) => this.#onPacket(p)));
     this.#removeHandlers.push(this.#transport.onStream((c) => void this.#handleConn(c)));
-    const addrBytes = ipToBytes(this.#advertise.ip);
-    if (!addrBytes) throw new MeshfedError(MemberlistErrorCode.CONFIG, `memberlist: advertise address ${this.#advertise.ip} is not an IP address`);
+    const addrBytes = this.#advertiseBytes;
+    if (addrBytes.length === 0) throw new MeshfedError(MemberlistErrorCode.CONFIG, `memberlist: advertise address ${this.#advertise.ip} is not an IP address`);
     const meta = this.#localMeta();
     this.#aliveNode({ Incarnation: this.#nextIncarnation(), Node: this.#name, Addr: addrBytes, Port: this.#advertise.port, Meta: meta, Vsn: encodeVsn(this.#vsn) }, undefined, true);
     this.#schedule();
@@ -413,11 +417,11 @@ export class Memberlist implements MemberlistApi {
   }
 
   #schedule(): void {
-    const loop = (interval: () => number, fn: () => Promise<void> | void): void => {
+    const loop = (interval: () => number, fn: () => Promise<void> | void, slots = 10): void => {
       const tick = (): void => {
         const started = this.#clock.now();
         const next = (): void => {
-          if (!this.#shutdown) this.#after(gridDelay(this.#clock.now(), started + interval(), interval()), tick);
+          if (!this.#shutdown) this.#after(gridDelay(this.#clock.now(), started + interval(), interval(), slots), tick);
         };
         const failed = (err: unknown): void => this.#logger.error('periodic task failed', { err: errorMessage(err) });
         let r: Promise<void> | void = undefined;
@@ -431,10 +435,10 @@ export class Memberlist implements MemberlistApi {
         else next();
       };
       // Random stagger, so nodes started together do not all probe in the same instant.
-      this.#after(gridDelay(this.#clock.now(), this.#clock.now() + Math.floor(this.#random() * interval()), interval()), tick);
+      this.#after(gridDelay(this.#clock.now(), this.#clock.now() + Math.floor(this.#random() * interval()), interval(), slots), tick);
     };
     if (this.#cfg.probeIntervalMs > 0) loop(() => this.#cfg.probeIntervalMs, () => this.#probe());
-    if (this.#cfg.gossipIntervalMs > 0 && this.#cfg.gossipNodes > 0) loop(() => this.#cfg.gossipIntervalMs, () => this.#gossip());
+    if (this.#cfg.gossipIntervalMs > 0 && this.#cfg.gossipNodes > 0) loop(() => this.#cfg.gossipIntervalMs, () => this.#gossip(), 5);
     if (this.#cfg.pushPullIntervalMs > 0) loop(() => pushPullScale(this.#cfg.pushPullIntervalMs, this.#nodes.length), () => this.#pushPull());
   }
 
@@ -807,7 +811,7 @@ export class Memberlist implements MemberlistApi {
   async #probeNode(node: NodeEntry): Promise<void> {
     const probeInterval = this.#awareness.scale(this.#cfg.probeIntervalMs);
     const seq = this.#nextSeqNo();
-    const ping = { SeqNo: seq, Node: node.name, SourceAddr: ipToBytes(this.#advertise.ip), SourcePort: this.#advertise.port, SourceNode: this.#name };
+    const ping = { SeqNo: seq, Node: node.name, SourceAddr: this.#advertiseBytes, SourcePort: this.#advertise.port, SourceNode: this.#name };
     let nacks = 0;
     let resolveAck!: (r: { complete: boolean; payload?: Buffer; timestamp?: number }) => void;
     const ackP = new Promise<{ complete: boolean; payload?: Buffer; timestamp?: number }>((r) => (resolveAck = r));
@@ -1194,7 +1198,7 @@ export class Memberlist implements MemberlistApi {
       },
       this.#cfg.probeTimeoutMs,
     );
-    const ping = { SeqNo: localSeq, Node: ind.Node, SourceAddr: ipToBytes(this.#advertise.ip), SourcePort: this.#advertise.port, SourceNode: this.#name };
+    const ping = { SeqNo: localSeq, Node: ind.Node, SourceAddr: this.#advertiseBytes, SourcePort: this.#advertise.port, SourceNode: this.#name };
     void this.#send({ name: ind.Node, addr: joinHostPort(target, port) }, encodeMessage(MessageType.ping, ping), 'indirect ping');
     if (ind.Nack) {
       this.#after(this.#cfg.probeTimeoutMs, () => {

@@ -3,7 +3,7 @@
  * this node itself is slow ("awareness"), and the suspicion timer that shrinks from `max` toward
  * `min` as independent peers confirm a suspicion (memberlist `suspicion.go`, `awareness.go`).
  */
-import type { Clock } from '../../../testing/fake-clock.js';
+import type { Clock } from '../../../core/clock.js';
 
 /** The local health score: 0 is healthy, up to `max - 1`; timeouts scale by score + 1. */
 export class Awareness {

@@ -3,7 +3,7 @@
  * `DefaultConfig()`, hashicorp-wire.md §5–§7).
  */
 import type { Logger } from '../../../core/logger.js';
-import type { Clock } from '../../../testing/fake-clock.js';
+import type { Clock } from '../../../core/clock.js';
 import type { MemberlistApi, MemberlistDelegates } from '../memberlist/types.js';
 import type { SerfEvent, SerfMember } from './types.js';
 

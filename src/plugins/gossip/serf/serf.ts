@@ -31,7 +31,7 @@
  */
 import { MeshfedError } from '../../../core/errors.js';
 import type { Logger } from '../../../core/logger.js';
-import { systemClock, type Clock } from '../../../testing/fake-clock.js';
+import { systemClock, type Clock } from '../../../core/clock.js';
 import { decode } from '../../rpc/msgpack/index.js';
 import { TransmitLimitedQueue } from '../memberlist/broadcast-queue.js';
 import type { MemberlistApi, MemberlistDelegates, MemberlistNode } from '../memberlist/types.js';

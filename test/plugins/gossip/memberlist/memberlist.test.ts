@@ -199,13 +199,16 @@ describe('memberlist math', () => {
     for (const [n, k, elapsed, min, max, want] of table) assert.equal(remainingSuspicionTime(n, k, elapsed, min, max), want, `n=${n}`);
   });
 
-  test('periodic ticks land on a grid of interval/10 (at most 20 ms) so pools share wakeups', () => {
+  test('periodic ticks land on a grid of interval/10 (at most 100 ms) so pools share wakeups', () => {
     assert.equal(gridDelay(1_000, 1_200, 200), 200);
     assert.equal(gridDelay(1_003, 1_203, 200), 217, 'rounded up to the next 20 ms');
     assert.equal(gridDelay(1_000, 1_050, 50), 50);
     assert.equal(gridDelay(1_001, 1_051, 50), 54, 'a 5 ms grid for a 50 ms interval');
     assert.equal(gridDelay(1_000, 900, 200), 0, 'overdue ticks run at once');
     assert.equal(gridDelay(5, 6, 3), 1, 'tiny intervals: a 1 ms grid');
+    assert.equal(gridDelay(10_030, 11_030, 1_000), 1_070, 'the 1 s probe: a 100 ms grid');
+    assert.equal(gridDelay(10_030, 15_030, 5_000), 1_070 + 4_000, 'longer intervals: still 100 ms');
+    assert.equal(gridDelay(1_003, 1_203, 200, 5), 237, 'gossip: five slots per interval');
   });
 
   test('push-pull interval scales above 32 nodes', () => {
