@@ -917,6 +917,8 @@ export class Memberlist implements MemberlistApi {
   // gossip and push-pull
 
   #gossip(): Promise<void> | undefined {
+    // Nothing queued and no delegate that could add something: the round is a no-op.
+    if (this.#broadcasts.length === 0 && !this.#delegates.delegate) return undefined;
     const now = this.#clock.now();
     const nodes = this.#kRandomNodes(this.#cfg.gossipNodes, (n) => {
       if (n.name === this.#name) return true;
