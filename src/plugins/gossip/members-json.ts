@@ -2,6 +2,7 @@
  * Members in the JSON shape of Consul's `GET /v1/agent/members` (`api.AgentMember`), shared by
  * the HTTP endpoint and `meshfed members`.
  */
+import { MemberStatus } from './serf/message-type.js';
 import type { SerfMember, SerfMemberStatus } from './serf/types.js';
 
 /** One member as Consul's agent API returns it. */
@@ -20,17 +21,16 @@ export interface AgentMemberJson {
   readonly DelegateCur: number;
 }
 
-const STATUS_CODES: Readonly<Record<SerfMemberStatus, number>> = Object.freeze({ alive: 1, leaving: 2, left: 3, failed: 4 });
-const STATUS_NAMES = ['none', 'alive', 'leaving', 'left', 'failed'] as const;
+const STATUS_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(MemberStatus).map(([name, code]) => [code, name]));
 
 /** serf's numeric MemberStatus of a status name. */
 export function memberStatusCode(status: SerfMemberStatus): number {
-  return STATUS_CODES[status];
+  return MemberStatus[status];
 }
 
 /** The status name of a numeric MemberStatus (`none` for unknown numbers). */
 export function memberStatusName(code: number): string {
-  return STATUS_NAMES[code] ?? 'none';
+  return STATUS_NAMES.get(code) ?? 'none';
 }
 
 /** Members sorted by name, in Consul's JSON shape. */

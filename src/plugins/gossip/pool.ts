@@ -169,15 +169,16 @@ export class GossipPool {
         this.#logger.warn(`Join ${this.pool} failed, will retry in ${o.intervalMs} ms (attempt ${attempt}): ${errorMessage(err)}`);
       }
       await new Promise<void>((resolve) => {
-        const t = this.#clock.setTimeout(resolve, o.intervalMs);
-        o.signal.addEventListener(
-          'abort',
-          () => {
-            this.#clock.clearTimeout(t);
-            resolve();
-          },
-          { once: true },
-        );
+        // One listener per wait, removed again: a join retried for hours must not pile them up.
+        const onAbort = (): void => {
+          this.#clock.clearTimeout(t);
+          resolve();
+        };
+        const t = this.#clock.setTimeout(() => {
+          o.signal.removeEventListener('abort', onAbort);
+          resolve();
+        }, o.intervalMs);
+        o.signal.addEventListener('abort', onAbort, { once: true });
       });
     }
     return 0;

@@ -1089,8 +1089,15 @@ export class Memberlist implements MemberlistApi {
       if (pushPull) this.#pushPullInFlight--;
       this.#openStreams.delete(conn);
       conn.end();
-      // Give the peer the data, then free the socket even if it never closes its side.
-      this.#after(this.#cfg.tcpTimeoutMs, () => conn.destroy());
+      // Give the peer the data, then free the socket even if it never closes its side; a peer
+      // that closes (the usual case) clears the timer, so it never fires idle.
+      if (!conn.destroyed) {
+        const t = this.#after(this.#cfg.tcpTimeoutMs, () => conn.destroy());
+        conn.once('close', () => {
+          this.#clock.clearTimeout(t);
+          this.#timers.delete(t);
+        });
+      }
     }
   }
 

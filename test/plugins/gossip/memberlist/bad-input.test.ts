@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import { createNetTransport, splitHostPort } from '../../../../src/plugins/gossip/transport/index.js';
 import { MessageType, addCrc, encodeMessage, compressMessage } from '../../../../src/plugins/gossip/wire/index.js';
+import { decodeStreamMessage } from '../../../../src/plugins/gossip/memberlist/index.js';
 import { waitFor } from '../../../../src/testing/index.js';
 import { allSee, shutdownAll, startNode } from './helpers.js';
 
@@ -65,8 +66,13 @@ describe('memberlist bad input', () => {
         streamExchange(addr, compressMessage(Buffer.concat([header(0, 5), Buffer.from('abc')]))),
         streamExchange(addr, Buffer.from([MessageType.pushPull])),
       ]);
-      // Errors are answered with an errResp (type 13, possibly compressed) or the stream is closed; nothing hangs.
-      assert.equal(replies.length, 6);
+      // Every hostile stream is answered with an errResp (type 13, compressed like any stream) naming the problem, then closed.
+      for (const [i, r] of replies.entries()) {
+        const m = decodeStreamMessage(r);
+        assert.equal(m.type, MessageType.err, `stream ${i} got ${m.type}`);
+        if (m.type === MessageType.err) assert.ok(m.body.Error.length > 0);
+      }
+      assert.match((decodeStreamMessage(replies[1]) as { body: { Error: string } }).body.Error, /1000000000 nodes, more than the limit/);
       await b.m.join([addr]);
       await waitFor(() => allSee([a, b], ['a', 'b']));
       assert.deepEqual(a.m.members().map((m) => m.name).sort(), ['a', 'b'], 'no phantom nodes from hostile push-pulls');
