@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 #   golang-go + the HashiCorp -dev packages: the interop tests build Go reference peers
 #   (test/interop/*) against HashiCorp's own yamux, net-rpc-msgpackrpc, go-msgpack, memberlist
 #   and serf. serf: the Debian serf agent binary (/usr/bin/serf), a real gossip pool for interop tests.
+#   etcd-server + etcd-client: the etcd backend of the state plugin (HA servers) is tested against
+#   real etcd clusters on loopback, and examples/ha-datacenter runs one.
 DEBIAN_PACKAGES=(
   openssl ca-certificates
   golang-go golang-github-hashicorp-yamux-dev golang-github-hashicorp-net-rpc-msgpackrpc-dev golang-github-hashicorp-go-msgpack-dev
   serf golang-github-hashicorp-memberlist-dev golang-github-hashicorp-serf-dev
+  etcd-server etcd-client
 )
 
 missing=()

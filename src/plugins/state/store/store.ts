@@ -146,6 +146,22 @@ export class StateStore {
    *   `MESHFED_ERR_STATE_UNKNOWN_COMMAND` / `MESHFED_ERR_STATE_BAD_INDEX`
    */
   apply(index: number, command: Command): boolean | undefined {
+    const { writes, result } = this.#plan(index, command);
+    this.#commit(index, writes);
+    return result;
+  }
+
+  /**
+   * Validate `command` against the current state exactly as {@link apply} would, writing
+   * nothing. Backends that must agree on a command before it becomes durable (etcd) call this
+   * first, so invalid input is refused without consuming an index.
+   * @throws {StateValidationError} / {MeshfedError} as {@link apply}
+   */
+  check(command: Command): void {
+    this.#plan(Math.max(1, this.#lastApplied + 1), command);
+  }
+
+  #plan(index: number, command: Command): { writes: Write[]; result: boolean | undefined } {
     if (!Number.isSafeInteger(index) || index < 1) {
       throw new MeshfedError(StateErrorCode.BAD_INDEX, `bad raft index ${String(index)}: expected a positive integer`, { plugin: 'state' });
     }
@@ -172,8 +188,7 @@ export class StateStore {
       default:
         throw new MeshfedError(StateErrorCode.UNKNOWN_COMMAND, `unknown message type ${String(type)}: expected 0 (register), 1 (deregister) or 30 (federation state)`, { plugin: 'state' });
     }
-    this.#commit(index, writes);
-    return result;
+    return { writes, result };
   }
 
   #commit(index: number, writes: readonly Write[]): void {
