@@ -37,7 +37,21 @@ export const Tokens = Object.freeze({
   AgentSignal: serviceToken<AbortSignal>('AgentSignal'),
   /** The agent's status, for plugins that report it (HTTP API, CLI). */
   Status: serviceToken<StatusSource>('Status'),
+  /**
+   * Optional: who leads the datacenter and which servers share its state (bound by the `state`
+   * plugin). `Status.Leader`/`Status.Peers` and `/v1/status/*` read it when bound; without it an
+   * agent reports itself while it is leader.
+   */
+  Consensus: serviceToken<ConsensusStatus>('Consensus'),
 });
+
+/** The datacenter's consensus view, as `Status.Leader` / `Status.Peers` report it. */
+export interface ConsensusStatus {
+  /** The leader's RPC address (`host:port`), or `""` when there is none. */
+  leader(): string;
+  /** RPC addresses of the datacenter's servers sharing the state, sorted. */
+  peers(): readonly string[];
+}
 
 /** Reads the agent's current status. */
 export interface StatusSource {

@@ -14,6 +14,7 @@ import type { AgentPlugin } from '../../core/plugin.js';
 import { gossip } from '../../plugins/gossip/index.js';
 import { http } from '../../plugins/http/index.js';
 import { router } from '../../plugins/router/index.js';
+import { state } from '../../plugins/state/index.js';
 import { rpc } from '../../plugins/rpc/index.js';
 import { tls } from '../../plugins/tls/index.js';
 import { formatFlags, parseFlags, UsageError, type FlagSpec } from '../flags.js';
@@ -96,7 +97,7 @@ export const DEV_CONFIG: RawConfig = Object.freeze({
 
 /** The first-party plugins that exist so far, in boot order. */
 export function firstPartyPlugins(opts: { dev: boolean }): AgentPlugin[] {
-  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router()];
+  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router(), state()];
 }
 
 async function configDirFiles(dir: string): Promise<string[]> {
@@ -133,9 +134,6 @@ export const agentCommand: Command = {
     const logger = createLogger({ level, format: f.values.get('log-json') === true ? 'json' : 'text', stream: io.stderr });
 
     const agent = await createAgent({ config: raw, plugins: firstPartyPlugins({ dev }), logger });
-    if (!agent.config.data_dir && agent.config.server && !dev) {
-      logger.warn('no data_dir set: this server keeps no durable state (set data_dir, or use -dev for a throwaway agent)');
-    }
     await agent.start({ signal: io.shutdownSignal });
     const st = agent.status();
     const lines = [

@@ -6,6 +6,7 @@
 import type { AgentPlugin } from '../../core/plugin.js';
 import { Tokens, serviceToken } from '../../core/tokens.js';
 import { MESHFED_VERSION } from '../../core/version.js';
+import { RpcTokens } from '../rpc/index.js';
 import { HttpApiServer, type HttpApi } from './http-api.js';
 
 export { HttpApiServer, MAX_BODY_BYTES, type HttpApi, type HttpHandler, type HttpRequest, type HttpResponse } from './http-api.js';
@@ -60,8 +61,12 @@ export function http(options: HttpPluginOptions = {}): AgentPlugin {
           Meta: { status: status.status().state },
         },
       }));
-      api.route('GET', '/v1/status/leader', () => ({ json: status.status().leader ? `${config.advertise_addr}:${config.ports.server}` : '' }));
-      api.route('GET', '/v1/status/peers', () => ({ json: status.status().leader ? [`${config.advertise_addr}:${config.ports.server}`] : [] }));
+      // Without a consensus view (no state plugin) an agent reports itself while it leads; the
+      // RPC listener's bound port is used when known (port 0 in tests).
+      const selfRpc = (): string => `${config.advertise_addr}:${services.tryGet(RpcTokens.Listener)?.address?.split(':').pop() ?? config.ports.server}`;
+      const consensus = () => services.tryGet(Tokens.Consensus);
+      api.route('GET', '/v1/status/leader', () => ({ json: consensus()?.leader() ?? (status.status().leader ? selfRpc() : '') }));
+      api.route('GET', '/v1/status/peers', () => ({ json: consensus()?.peers() ?? (status.status().leader ? [selfRpc()] : []) }));
       if (options.statusEndpoint !== false) api.route('GET', '/v1/meshfed/status', () => ({ json: status.status() }));
       return {
         async start({ signal }) {

@@ -176,10 +176,12 @@ export function rpc(options: RpcPluginOptions = {}): AgentPlugin {
       const listener = services.tryGet(RpcTokens.Listener);
       // The advertised RPC address; with port 0 (tests) the port the listener actually got.
       const self = (): string => `${config.advertise_addr}:${listener?.address?.split(':').pop() ?? config.ports.server}`;
+      // Resolved per call: the state plugin binds the consensus view after this plugin applied.
+      const consensus = () => services.tryGet(Tokens.Consensus);
       registry.registerAll(
         statusEndpoints({
-          leader: () => (leadership.isLeader ? self() : ''),
-          peers: () => (leadership.isLeader ? [self()] : []),
+          leader: () => consensus()?.leader() ?? (leadership.isLeader ? self() : ''),
+          peers: () => consensus()?.peers() ?? (leadership.isLeader ? [self()] : []),
         }),
       );
       const sessions = new Set<YamuxSession>();
