@@ -156,7 +156,7 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
         peers: () => holder.backend?.peers() ?? [],
       });
     },
-    apply({ config, services, logger, signal }) {
+    apply({ config, services, hooks, logger, signal }) {
       if (!config.server) return;
       const s = stateConfig(config);
       const store = services.get(StateTokens.Store);
@@ -166,6 +166,12 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
       const leadership = services.get(Tokens.Leadership);
       const listener = services.tryGet(RpcTokens.Listener);
       const rpcPort = (): number => Number(listener?.address?.split(':').pop() ?? config.ports.server);
+      let wantLeader = false;
+      let agentStarted = false;
+      hooks.onStarted.tapPromise({}, async () => {
+        agentStarted = true;
+        if (wantLeader) await leadership.acquire();
+      });
       const ctx: BackendContext = {
         store,
         logger,
@@ -173,7 +179,12 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
           node: config.node_name,
           datacenter: config.datacenter,
           rpcAddress: () => `${config.advertise_addr}:${rpcPort()}`,
-          onLeadership: (isLeader) => (isLeader ? leadership.acquire() : leadership.lose()),
+          onLeadership: async (isLeader) => {
+            wantLeader = isLeader;
+            // Leader-only routines start once every plugin has started (see onStarted below).
+            if (!isLeader) await leadership.lose();
+            else if (agentStarted) await leadership.acquire();
+          },
         },
       };
       const makeBackend = (): StateBackend => {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAgent, type Agent } from '../../../src/index.js';
+import { createAgent, type Agent, type AgentPlugin } from '../../../src/index.js';
 import { gossip, GossipTokens } from '../../../src/plugins/gossip/index.js';
 import { http, HttpTokens } from '../../../src/plugins/http/index.js';
 import { router } from '../../../src/plugins/router/index.js';
@@ -209,6 +209,33 @@ describe('state plugin: memory mode and cross-datacenter reads', () => {
   const agents: Agent[] = [];
   after(async () => {
     for (const a of agents.reverse()) await a.stop().catch(() => undefined);
+  });
+
+  test('leadership hooks fire once every plugin has started, and the leader loses it at stop', async () => {
+    const seen: string[] = [];
+    const late: AgentPlugin = {
+      name: 'late-plugin',
+      apply({ hooks }) {
+        hooks.onLeadershipAcquired.tapPromise({}, async (ctx) => {
+          seen.push(`acquired:${ctx.datacenter}:${started ? 'after-start' : 'before-start'}`);
+        });
+        hooks.onLeadershipLost.tapPromise({}, async () => {
+          seen.push('lost');
+        });
+        let started = false;
+        return { start: () => void (started = true) };
+      },
+    };
+    const a = await createAgent({
+      config: { node_name: 'h1', datacenter: 'dc7', server: true, bind_addr: '127.0.0.1', ports: { server: 0, serf_lan: -1, serf_wan: -1, http: -1 } },
+      host,
+      logger: createMemoryLogger('silent'),
+      plugins: [tls({ dev: true }), rpc(), state(), late],
+    });
+    await a.start();
+    assert.deepEqual(seen, ['acquired:dc7:after-start']);
+    await a.stop();
+    assert.deepEqual(seen, ['acquired:dc7:after-start', 'lost']);
   });
 
   test('without data_dir the server warns once that state is in memory only', async () => {
