@@ -92,12 +92,13 @@ export function queryMetaHeaders(meta: QueryMeta): Record<string, string> {
   };
 }
 
-const JSON_TYPES = new Set(['application/json', 'text/json', 'application/x-www-form-urlencoded']);
+const JSON_TYPES = new Set(['application/json', 'text/json', 'text/plain', 'application/x-www-form-urlencoded']);
 
 /**
  * Decode a JSON request body into `schema`'s shape (missing fields get Go's zero values). Absent
- * or `application/json` content types are accepted, and curl's default form type as long as the
- * body is JSON (Consul's own docs use `curl --data @file`).
+ * or `application/json` content types are accepted, and — as long as the body is JSON — the
+ * defaults of common clients: curl's form type (Consul's own docs use `curl --data @file`) and
+ * `text/plain` (fetch with a string body). Anything else (XML, multipart, …) is refused.
  * @throws {BadRequestError} for another content type, invalid JSON, a non-object, or a field of
  *   the wrong type (the message names the field)
  */
@@ -122,14 +123,16 @@ export function decodeJsonBody<S extends AnySchema>(req: HttpRequest, schema: S)
   }
 }
 
-/** Map an error of a state endpoint to Consul's HTTP status: 400 for bad input, 500 otherwise. */
+/** Map an error of a state endpoint to Consul's HTTP status: 400 for bad input, 403 for ACL refusals, 500 otherwise. */
 export function errorResponse(err: unknown): HttpResponse {
   const code = err instanceof MeshfedError ? err.code : undefined;
   const message = errorMessage(err);
   if (err instanceof BadRequestError || code === StateErrorCode.INVALID || code === StateErrorCode.UNKNOWN_COMMAND) return { status: 400, text: message };
   if (code === StateServerErrorCode.NO_LEADER) return { status: 500, text: ErrNoLeader };
+  // ACL refusals (local, or a forwarded server's text): 403 with Consul's text.
+  if (code?.startsWith('MESHFED_ERR_ACL_') || /^(Permission denied|ACL not found)/.test(message)) return { status: 403, text: message };
   // A remote server's error text (forwarded calls) arrives as the message.
-  if (/^invalid [A-Z]/.test(message) || message.startsWith('Must provide')) return { status: 400, text: message };
+  if (/^invalid [A-Z]/.test(message) || /^(Must provide|invalid request|Invalid federation state)/.test(message)) return { status: 400, text: message };
   return { status: 500, text: message };
 }
 

@@ -1,0 +1,177 @@
+/**
+ * The `federation` plugin (servers): the brain of WAN federation (wanfed-reference §4–§8).
+ *
+ * - `FederationState.Apply/Get/List/ListMeshGateways` over RPC and the internal HTTP endpoints
+ *   `/v1/internal/federation-states`, `/v1/internal/federation-states/mesh-gateways`,
+ *   `/v1/internal/federation-state/<dc>`, gated by the `ft_fs` serf tag (sticky) and ACLs.
+ * - On the leader of every datacenter, **anti-entropy** pushes the datacenter's mesh gateways into
+ *   the primary (debounced by `federation.anti_entropy_interval`); on the primary's leader,
+ *   **pruning** drops records of datacenters that left the WAN pool; on a secondary's leader,
+ *   **replication** copies every record from the primary.
+ * - On every server, the **gateway locator** decides which gateway to dial for any datacenter
+ *   (candidates through the `onGatewayList` hook); `primary_gateways` seed its fallback list.
+ * - `GET /v1/meshfed/federation` shows the feature flag, the locator's mode and lists (with where
+ *   each address came from), replication and anti-entropy status.
+ *
+ * @example
+ * ```ts
+ * import { createAgent } from 'meshfed';
+ * import { tls } from 'meshfed/plugins/tls';
+ * import { rpc } from 'meshfed/plugins/rpc';
+ * import { http } from 'meshfed/plugins/http';
+ * import { gossip } from 'meshfed/plugins/gossip';
+ * import { router } from 'meshfed/plugins/router';
+ * import { state } from 'meshfed/plugins/state';
+ * import { federation, FederationTokens } from 'meshfed/plugins/federation';
+ * const agent = await createAgent({
+ *   config: { server: true, node_name: 's1', datacenter: 'dc1', data_dir: '/var/lib/meshfed', federation: { anti_entropy_interval: '0s' } },
+ *   plugins: [tls({ dev: true }), rpc(), http(), gossip(), router(), state(), federation()],
+ * });
+ * await agent.start();
+ * agent.services.get(FederationTokens.Locator).status(); // { mode: 'primary', local: [...], primary: [...], … }
+ * ```
+ */
+import type { AgentPlugin } from '../../core/plugin.js';
+import { serviceToken, Tokens } from '../../core/tokens.js';
+import { HttpTokens } from '../http/index.js';
+import { RouterTokens } from '../router/index.js';
+import { RpcTokens } from '../rpc/index.js';
+import { StateTokens } from '../state/index.js';
+import { FederationAntiEntropy } from './anti-entropy.js';
+import { allowAllAuthorizer, federationEndpoints, federationRoutes, type AuthorizeFn } from './endpoints.js';
+import { FederationFeature } from './feature.js';
+import { FederationStateReplicator } from './replication.js';
+
+export { FederationAntiEntropy, isSameFederationState, DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_PRUNE_INTERVAL_MS, type AntiEntropyDetails, type AntiEntropyOptions } from './anti-entropy.js';
+export { allowAllAuthorizer, federationEndpoints, federationRoutes, MAX_GATEWAYS_PER_STATE, type AuthorizeFn, type FederationAuthorizer, type FederationEndpointsOptions } from './endpoints.js';
+export { ErrFederationStatesNotSupported, FederationFeature, type FederationFeatureOptions } from './feature.js';
+export { ErrReplicationNotSupported, FederationStateReplicator, type ReplicationStatus, type ReplicatorOptions } from './replication.js';
+export * as federationStructs from './structs.js';
+
+/** Tokens of the `federation` plugin's services. */
+export const FederationTokens = Object.freeze({
+  /** The sticky feature flag. */
+  Feature: serviceToken<FederationFeature>('federation.Feature'),
+});
+
+/** Options of {@link federation}. */
+export interface FederationPluginOptions {
+  /**
+   * How a token is checked. Default: the `acl` plugin's resolver when present, else everything
+   * is allowed.
+   */
+  readonly authorize?: AuthorizeFn;
+}
+
+interface FederationConfig {
+  readonly anti_entropy_interval: number;
+  readonly prune_interval: number;
+  readonly replication_rate: number;
+  readonly replication_burst: number;
+  readonly replication_apply_batch: number;
+}
+
+/** The federation plugin. Requires `state` and `router`. No-op on clients. */
+export function federation(options: FederationPluginOptions = {}): AgentPlugin {
+  return {
+    name: 'federation',
+    requires: ['state', 'router'],
+    configSchema: {
+      federation: {
+        kind: 'object',
+        doc: 'Federation-state anti-entropy and replication (meshfed settings; Consul hard-codes these).',
+        fields: {
+          anti_entropy_interval: { kind: 'duration', default: '5s', doc: 'Debounce of anti-entropy syncs ("0s" = push every gateway change at once).' },
+          prune_interval: { kind: 'duration', default: '1h', min: '1ms', doc: 'How often the primary prunes records of datacenters that left the WAN pool.' },
+          replication_rate: { kind: 'int', default: 1, min: 0, doc: 'Replication rounds per second (0 = unlimited); idle rounds block on the primary.' },
+          replication_burst: { kind: 'int', default: 5, min: 1, doc: 'Rounds that may run back to back before the rate applies.' },
+          replication_apply_batch: { kind: 'int', default: 128, min: 1, doc: 'Replicated records written concurrently (group-committed).' },
+        },
+      },
+    },
+    register({ container, config }) {
+      if (!config.server) return;
+      container.bind(FederationTokens.Feature).toConstantValue(new FederationFeature({ datacenter: config.datacenter, primaryDatacenter: config.primary_datacenter, node: config.node_name }));
+    },
+    apply({ config, services, hooks, logger }) {
+      if (!config.server) return;
+      const fc = (config as unknown as { federation: FederationConfig }).federation;
+      const feature = services.get(FederationTokens.Feature);
+      const registry = services.get(RpcTokens.Endpoints);
+      const router = services.get(RouterTokens.Router);
+      const server = services.get(StateTokens.Server);
+      const primary = config.primary_datacenter;
+      const isPrimary = config.datacenter === primary;
+      const authorize: AuthorizeFn = options.authorize ?? (() => allowAllAuthorizer);
+      const replicationToken = (): string => config.acl.tokens.replication ?? '';
+      hooks.onMembership.tap({}, (e) => feature.observe(e));
+      registry.registerAll(federationEndpoints({ server, primaryDatacenter: primary, feature, authorize }));
+      const api = services.tryGet(HttpTokens.HttpApi);
+      if (api) federationRoutes(api, server);
+
+      const antiEntropy = new FederationAntiEntropy({
+        datacenter: config.datacenter,
+        primaryDatacenter: primary,
+        server,
+        feature,
+        token: replicationToken,
+        logger: logger.child({ component: 'federation.anti-entropy' }),
+        intervalMs: fc.anti_entropy_interval,
+        pruneIntervalMs: fc.prune_interval,
+        hasDatacenter: (dc) => router.hasDatacenter(dc),
+      });
+      const replicator = isPrimary
+        ? undefined
+        : new FederationStateReplicator({
+            datacenter: config.datacenter,
+            primaryDatacenter: primary,
+            server,
+            feature,
+            token: replicationToken,
+            logger: logger.child({ component: 'federation.replication' }),
+            rate: fc.replication_rate === 0 ? Infinity : fc.replication_rate,
+            burst: fc.replication_burst,
+            applyBatch: fc.replication_apply_batch,
+          });
+      const routines = new Set<Promise<void>>();
+      const spawn = (name: string, p: Promise<void>): void => {
+        const tracked = p.catch((err: unknown) => logger.error(`federation ${name} stopped unexpectedly`, { err: String(err) })).finally(() => routines.delete(tracked));
+        routines.add(tracked);
+      };
+      hooks.onLeadershipAcquired.tapPromise({}, async (ctx) => {
+        if (server.store.federationStateList().value.length > 0) feature.markSupported();
+        spawn('anti-entropy', antiEntropy.run(ctx.signal));
+        if (isPrimary) spawn('pruning', antiEntropy.runPruning(ctx.signal));
+        if (replicator) spawn('replication', replicator.run(ctx.signal));
+      });
+      const statusOf = (): Record<string, unknown> => ({
+        datacenter: config.datacenter,
+        primary_datacenter: primary,
+        federation_states_supported: feature.supported(),
+        leader: services.get(Tokens.Leadership).isLeader,
+        anti_entropy: antiEntropy.status(),
+        ...(replicator ? { replication: replicator.status() } : {}),
+        federation_states: server.store.federationStateList().value.map((s) => ({ datacenter: s.Datacenter, gateways: s.MeshGateways.length, modify_index: s.ModifyIndex, primary_modify_index: s.PrimaryModifyIndex })),
+      });
+      api?.route('GET', '/v1/meshfed/federation', () => ({ json: statusOf() }));
+      return {
+        async stop() {
+          await Promise.allSettled([...routines]);
+        },
+        status: () => {
+          const s = statusOf();
+          delete s['federation_states'];
+          return s;
+        },
+      };
+    },
+  };
+}
+
+/** Error codes of the federation plugin. */
+export const FederationErrorCode = Object.freeze({
+  /** The datacenter does not (yet) support federation states (`ft_fs`). */
+  UNSUPPORTED: 'MESHFED_ERR_FEDERATION_UNSUPPORTED',
+  /** A replication round failed (the message says why; the next round does a full resync). */
+  REPLICATION: 'MESHFED_ERR_FEDERATION_REPLICATION',
+} as const);
