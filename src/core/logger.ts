@@ -57,21 +57,27 @@ export interface CreateLoggerOptions {
   readonly bindings?: LogFields;
 }
 
-const SECRET_KEY = /(^|_)(token|secret|password|key_pem)$|^tokens$/i;
+const SECRET_KEY = /(^|_)(token|secret|password|key_pem|secret_?id)$|^(tokens|secretid|encrypt)$/i;
 
 function levelIndex(level: LogLevel): number {
   return LOG_LEVELS.indexOf(level);
 }
 
-/** Replace values of secret-looking keys (recursively) so tokens never reach a log. */
+/** Redact inside plain objects and arrays (other values are returned as they are). */
+function redactValue(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    const mapped = v.map(redactValue);
+    return mapped.some((x, i) => x !== v[i]) ? mapped : v;
+  }
+  if (v && typeof v === 'object' && !(v instanceof Error) && Object.getPrototypeOf(v) === Object.prototype) return redact(v as LogFields);
+  return v;
+}
+
+/** Replace values of secret-looking keys (recursively, through objects and arrays) so tokens never reach a log. */
 export function redact(fields: LogFields): LogFields {
   let out: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(fields)) {
-    let nv = v;
-    if (SECRET_KEY.test(k) && v !== undefined && v !== null && v !== '') nv = '[redacted]';
-    else if (v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Error) && Object.getPrototypeOf(v) === Object.prototype) {
-      nv = redact(v as LogFields);
-    }
+    const nv = SECRET_KEY.test(k) && v !== undefined && v !== null && v !== '' ? '[redacted]' : redactValue(v);
     if (nv !== v) {
       out ??= { ...fields };
       out[k] = nv;

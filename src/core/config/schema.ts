@@ -21,6 +21,10 @@ export type ConfigSchema = Readonly<Record<string, SchemaNode>>;
 
 const port = (def: number, doc: string): SchemaNode => ({ kind: 'int', default: def, min: -1, max: 65535, doc });
 
+/** ACL access levels of a policy rule. */
+const ACCESS_LEVELS = ['read', 'write', 'deny'] as const;
+const accessLevel: SchemaNode = { kind: 'string', enum: ACCESS_LEVELS, doc: '`read`, `write` or `deny`.' };
+
 /** The kernel's own keys, named as Consul names them. */
 export const CORE_SCHEMA: ConfigSchema = Object.freeze({
   datacenter: { kind: 'string', default: 'dc1', doc: 'Datacenter of this agent: lowercase letters, digits, `_` and `-`.' },
@@ -94,6 +98,41 @@ export const CORE_SCHEMA: ConfigSchema = Object.freeze({
           replication: { kind: 'string', doc: "Token a secondary's leader uses for replication and anti-entropy." },
         },
       },
+      policies: {
+        kind: 'list',
+        doc: 'ACL policies declared in configuration (used by the `acl` plugin; names unique).',
+        of: {
+          kind: 'object',
+          doc: 'One policy: a unique `name` and its `rules`.',
+          fields: {
+            name: { kind: 'string', doc: 'Unique policy name, referenced by `acl.static_tokens[].policies`.' },
+            rules: {
+              kind: 'object',
+              doc: 'Access levels (`read`, `write` or `deny`); exact `node`/`service` rules beat the longest matching `*_prefix` rule.',
+              fields: {
+                operator: { kind: 'string', enum: ACCESS_LEVELS, doc: 'Access to operator resources (federation states).' },
+                node: { kind: 'map', of: accessLevel, doc: 'Exact node name → access level.' },
+                node_prefix: { kind: 'map', of: accessLevel, doc: 'Node name prefix → access level (`""` matches every node).' },
+                service: { kind: 'map', of: accessLevel, doc: 'Exact service name → access level.' },
+                service_prefix: { kind: 'map', of: accessLevel, doc: 'Service name prefix → access level (`""` matches every service).' },
+              },
+            },
+          },
+        },
+      },
+      static_tokens: {
+        kind: 'list',
+        doc: 'ACL tokens declared in configuration. Secrets are never logged.',
+        of: {
+          kind: 'object',
+          doc: 'One token: its secret and the policies it grants.',
+          fields: {
+            secret_id: { kind: 'string', doc: 'The secret a client presents (unique, not empty).' },
+            description: { kind: 'string', doc: 'Free text for operators; never a secret.' },
+            policies: { kind: 'list', of: { kind: 'string', doc: 'A policy name from `acl.policies`.' }, doc: 'Names of the policies this token grants.' },
+          },
+        },
+      },
     },
   },
 });
@@ -133,9 +172,35 @@ export interface AgentConfig {
     readonly enabled: boolean;
     readonly default_policy: 'allow' | 'deny';
     readonly tokens: { readonly initial_management?: string; readonly agent?: string; readonly default?: string; readonly replication?: string };
+    /** Policies declared in configuration (`[]` by default). */
+    readonly policies: readonly AclPolicyConfig[];
+    /** Tokens declared in configuration (`[]` by default). */
+    readonly static_tokens: readonly AclStaticTokenConfig[];
   };
   /** Sections owned by plugins (`configSchema`), resolved the same way. */
   readonly [section: string]: unknown;
+}
+
+/** An ACL access level: `write` implies `read`; `deny` refuses both. */
+export type AclAccessLevel = (typeof ACCESS_LEVELS)[number];
+
+/** One entry of `acl.policies` (fields absent from the file stay absent). */
+export interface AclPolicyConfig {
+  readonly name?: string;
+  readonly rules: {
+    readonly operator?: AclAccessLevel;
+    readonly node: Readonly<Record<string, AclAccessLevel>>;
+    readonly node_prefix: Readonly<Record<string, AclAccessLevel>>;
+    readonly service: Readonly<Record<string, AclAccessLevel>>;
+    readonly service_prefix: Readonly<Record<string, AclAccessLevel>>;
+  };
+}
+
+/** One entry of `acl.static_tokens`. */
+export interface AclStaticTokenConfig {
+  readonly secret_id?: string;
+  readonly description?: string;
+  readonly policies: readonly string[];
 }
 
 /** Raw configuration as read from JSON files and flags, before validation. */

@@ -33,10 +33,11 @@
  */
 import type { AgentPlugin } from '../../core/plugin.js';
 import { serviceToken, Tokens } from '../../core/tokens.js';
+import { AclTokens } from '../acl/index.js';
 import { HttpTokens } from '../http/index.js';
-import { RouterTokens } from '../router/index.js';
+import { RouterTokens, type Router } from '../router/index.js';
 import { RpcTokens } from '../rpc/index.js';
-import { StateTokens } from '../state/index.js';
+import { StateTokens, type StateServer } from '../state/index.js';
 import { FederationAntiEntropy } from './anti-entropy.js';
 import { allowAllAuthorizer, federationEndpoints, federationRoutes, type AuthorizeFn } from './endpoints.js';
 import { FederationFeature } from './feature.js';
@@ -52,6 +53,8 @@ export * as federationStructs from './structs.js';
 export const FederationTokens = Object.freeze({
   /** The sticky feature flag. */
   Feature: serviceToken<FederationFeature>('federation.Feature'),
+  /** This server's anti-entropy (and pruning) routine; runs while it leads. */
+  AntiEntropy: serviceToken<FederationAntiEntropy>('federation.AntiEntropy'),
 });
 
 /** Options of {@link federation}. */
@@ -61,6 +64,8 @@ export interface FederationPluginOptions {
    * is allowed.
    */
   readonly authorize?: AuthorizeFn;
+  /** Run anti-entropy on leaders (default true; tests drive it by hand, as Consul's do). */
+  readonly antiEntropy?: boolean;
 }
 
 interface FederationConfig {
@@ -89,37 +94,46 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
         },
       },
     },
-    register({ container, config }) {
+    register({ container, config, logger }) {
       if (!config.server) return;
       container.bind(FederationTokens.Feature).toConstantValue(new FederationFeature({ datacenter: config.datacenter, primaryDatacenter: config.primary_datacenter, node: config.node_name }));
+      const fc = (config as unknown as { federation: FederationConfig }).federation;
+      container
+        .bind(FederationTokens.AntiEntropy)
+        .toResolvedValue(
+          (feature: FederationFeature, server: StateServer, router: Router) =>
+            new FederationAntiEntropy({
+              datacenter: config.datacenter,
+              primaryDatacenter: config.primary_datacenter,
+              server,
+              feature,
+              token: () => config.acl.tokens.replication ?? '',
+              logger: logger.child({ component: 'federation.anti-entropy' }),
+              intervalMs: fc.anti_entropy_interval,
+              pruneIntervalMs: fc.prune_interval,
+              hasDatacenter: (dc) => router.hasDatacenter(dc),
+            }),
+          [FederationTokens.Feature, StateTokens.Server, RouterTokens.Router],
+        )
+        .inSingletonScope();
     },
     apply({ config, services, hooks, logger }) {
       if (!config.server) return;
       const fc = (config as unknown as { federation: FederationConfig }).federation;
       const feature = services.get(FederationTokens.Feature);
       const registry = services.get(RpcTokens.Endpoints);
-      const router = services.get(RouterTokens.Router);
       const server = services.get(StateTokens.Server);
       const primary = config.primary_datacenter;
       const isPrimary = config.datacenter === primary;
-      const authorize: AuthorizeFn = options.authorize ?? (() => allowAllAuthorizer);
+      const acl = services.tryGet(AclTokens.Resolver);
+      const authorize: AuthorizeFn = options.authorize ?? (acl ? (token) => acl.resolve(token) : () => allowAllAuthorizer);
       const replicationToken = (): string => config.acl.tokens.replication ?? '';
       hooks.onMembership.tap({}, (e) => feature.observe(e));
       registry.registerAll(federationEndpoints({ server, primaryDatacenter: primary, feature, authorize }));
       const api = services.tryGet(HttpTokens.HttpApi);
       if (api) federationRoutes(api, server);
 
-      const antiEntropy = new FederationAntiEntropy({
-        datacenter: config.datacenter,
-        primaryDatacenter: primary,
-        server,
-        feature,
-        token: replicationToken,
-        logger: logger.child({ component: 'federation.anti-entropy' }),
-        intervalMs: fc.anti_entropy_interval,
-        pruneIntervalMs: fc.prune_interval,
-        hasDatacenter: (dc) => router.hasDatacenter(dc),
-      });
+      const antiEntropy = services.get(FederationTokens.AntiEntropy);
       const replicator = isPrimary
         ? undefined
         : new FederationStateReplicator({
@@ -140,7 +154,7 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
       };
       hooks.onLeadershipAcquired.tapPromise({}, async (ctx) => {
         if (server.store.federationStateList().value.length > 0) feature.markSupported();
-        spawn('anti-entropy', antiEntropy.run(ctx.signal));
+        if (options.antiEntropy !== false) spawn('anti-entropy', antiEntropy.run(ctx.signal));
         if (isPrimary) spawn('pruning', antiEntropy.runPruning(ctx.signal));
         if (replicator) spawn('replication', replicator.run(ctx.signal));
       });

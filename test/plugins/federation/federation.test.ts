@@ -1,42 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createAgent, type Agent } from '../../../src/index.js';
-import { federation, federationStructs, FederationTokens } from '../../../src/plugins/federation/index.js';
-import { gossip, GossipTokens } from '../../../src/plugins/gossip/index.js';
-import { http, HttpTokens } from '../../../src/plugins/http/index.js';
-import { router } from '../../../src/plugins/router/index.js';
-import { GoTime, rpc, RpcTokens, t } from '../../../src/plugins/rpc/index.js';
-import { state, StateTokens } from '../../../src/plugins/state/index.js';
+import type { Agent } from '../../../src/index.js';
+import { federationStructs, FederationTokens } from '../../../src/plugins/federation/index.js';
+import { GossipTokens } from '../../../src/plugins/gossip/index.js';
+import { GoTime, RpcTokens, t } from '../../../src/plugins/rpc/index.js';
+import { StateTokens } from '../../../src/plugins/state/index.js';
 import { MessageType } from '../../../src/plugins/state/store/index.js';
-import { tls } from '../../../src/plugins/tls/index.js';
-import { createMemoryLogger, waitFor } from '../../../src/testing/index.js';
+import { waitFor } from '../../../src/testing/index.js';
+import { apiOf, fedServer } from './helpers.js';
 
-const host = { hostname: 'h', privateIPv4: '127.0.0.1' };
-const FAST = { probe_interval: '200ms', probe_timeout: '100ms', gossip_interval: '50ms', suspicion_mult: 3, push_pull_interval: '2s' };
-
-async function server(name: string, dc: string, extra: Record<string, unknown> = {}): Promise<Agent> {
-  const agent = await createAgent({
-    config: {
-      node_name: name,
-      datacenter: dc,
-      primary_datacenter: 'dc1',
-      server: true,
-      bind_addr: '127.0.0.1',
-      ports: { server: 0, serf_lan: 0, serf_wan: 0, http: 0 },
-      gossip_lan: FAST,
-      gossip_wan: FAST,
-      federation: { anti_entropy_interval: '0s', replication_rate: 0 },
-      ...extra,
-    },
-    host,
-    logger: createMemoryLogger('silent'),
-    plugins: [tls({ dev: true }), rpc(), http(), gossip({ serf: { leavePropagateDelayMs: 0 } }), router(), state(), federation()],
-  });
-  await agent.start();
-  return agent;
-}
-
-const api = (a: Agent): string => `http://${a.services.get(HttpTokens.HttpApi).address}`;
+const api = apiOf;
 const rpcAddr = (a: Agent): string => `127.0.0.1:${a.services.get(RpcTokens.Listener).address?.split(':').pop()}`;
 
 async function get<T = unknown>(a: Agent, path: string): Promise<{ status: number; json: T; text: string; headers: Headers }> {
@@ -80,12 +53,12 @@ describe('federation: three datacenters over direct WAN', () => {
   let s2: Agent;
   let s3: Agent;
   before(async () => {
-    s1 = await server('s1', 'dc1');
+    s1 = await fedServer('s1', 'dc1');
     agents.push(s1);
     const wan1 = s1.services.get(GossipTokens.Wan).advertiseAddress;
-    s2 = await server('s2', 'dc2', { retry_join_wan: [wan1], retry_interval_wan: '200ms' });
+    s2 = await fedServer('s2', 'dc2', { retry_join_wan: [wan1], retry_interval_wan: '200ms' });
     agents.push(s2);
-    s3 = await server('s3', 'dc3', { retry_join_wan: [wan1], retry_interval_wan: '200ms' });
+    s3 = await fedServer('s3', 'dc3', { retry_join_wan: [wan1], retry_interval_wan: '200ms' });
     agents.push(s3);
     await waitFor(() => agents.every((a) => a.services.get(GossipTokens.Wan).members().filter((m) => m.status === 'alive').length === 3), {
       timeoutMs: 15_000,
