@@ -37,17 +37,23 @@ import { AclTokens } from '../acl/index.js';
 import { HttpTokens } from '../http/index.js';
 import { RouterTokens, type Router } from '../router/index.js';
 import { RpcTokens } from '../rpc/index.js';
-import { StateTokens, type StateServer } from '../state/index.js';
+import { StateTokens, type StateBackend, type StateServer } from '../state/index.js';
+import type { StateStore } from '../state/store/index.js';
+import type { GatewayListResolver } from '../../core/kernel-services.js';
 import { FederationAntiEntropy } from './anti-entropy.js';
 import { allowAllAuthorizer, federationEndpoints, federationRoutes, type AuthorizeFn } from './endpoints.js';
 import { FederationFeature } from './feature.js';
 import { FederationStateReplicator } from './replication.js';
+import { discoverPrimaryGateways } from './discovery.js';
+import { GatewayLocator } from './locator.js';
 
 export { FederationAntiEntropy, isSameFederationState, DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_PRUNE_INTERVAL_MS, type AntiEntropyDetails, type AntiEntropyOptions } from './anti-entropy.js';
 export { allowAllAuthorizer, federationEndpoints, federationRoutes, MAX_GATEWAYS_PER_STATE, type AuthorizeFn, type FederationAuthorizer, type FederationEndpointsOptions } from './endpoints.js';
 export { ErrFederationStatesNotSupported, FederationFeature, type FederationFeatureOptions } from './feature.js';
 export { ErrReplicationNotSupported, FederationStateReplicator, type ReplicationStatus, type ReplicatorOptions } from './replication.js';
 export * as federationStructs from './structs.js';
+export { GatewayLocator, bestAddress, isUsableFederationGateway, FAILURES_BEFORE_DIALING_DIRECTLY, WAN_FEDERATION_META_KEY, type GatewayLocatorOptions, type GatewayLocatorStatus, type PrimaryDialMode } from './locator.js';
+export { discoverPrimaryGateways, type DiscoverPrimaryGatewaysOptions } from './discovery.js';
 
 /** Tokens of the `federation` plugin's services. */
 export const FederationTokens = Object.freeze({
@@ -55,6 +61,8 @@ export const FederationTokens = Object.freeze({
   Feature: serviceToken<FederationFeature>('federation.Feature'),
   /** This server's anti-entropy (and pruning) routine; runs while it leads. */
   AntiEntropy: serviceToken<FederationAntiEntropy>('federation.AntiEntropy'),
+  /** The gateway locator: which mesh gateway to dial for a datacenter (every server). */
+  Locator: serviceToken<GatewayLocator>('federation.Locator'),
 });
 
 /** Options of {@link federation}. */
@@ -116,6 +124,23 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
           [FederationTokens.Feature, StateTokens.Server, RouterTokens.Router],
         )
         .inSingletonScope();
+      container
+        .bind(FederationTokens.Locator)
+        .toResolvedValue(
+          (feature: FederationFeature, store: StateStore, backend: StateBackend, gatewayLists: GatewayListResolver) =>
+            new GatewayLocator({
+              datacenter: config.datacenter,
+              primaryDatacenter: config.primary_datacenter,
+              store,
+              logger: logger.child({ component: 'gateway_locator' }),
+              gatewayLists,
+              // a server's local store is current once it leads or knows a leader
+              isLocalStateReady: () => backend.isLeader() || backend.leader() !== undefined,
+              onFederationStatesSeen: () => feature.markSupported(),
+            }),
+          [FederationTokens.Feature, StateTokens.Store, StateTokens.Backend, Tokens.GatewayListResolver],
+        )
+        .inSingletonScope();
     },
     apply({ config, services, hooks, logger }) {
       if (!config.server) return;
@@ -134,6 +159,7 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
       if (api) federationRoutes(api, server);
 
       const antiEntropy = services.get(FederationTokens.AntiEntropy);
+      const locator = services.get(FederationTokens.Locator);
       const replicator = isPrimary
         ? undefined
         : new FederationStateReplicator({
@@ -146,6 +172,7 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
             rate: fc.replication_rate === 0 ? Infinity : fc.replication_rate,
             burst: fc.replication_burst,
             applyBatch: fc.replication_apply_batch,
+            onFetch: (err) => locator.setLastFederationStateReplicationError(err, true),
           });
       const routines = new Set<Promise<void>>();
       const spawn = (name: string, p: Promise<void>): void => {
@@ -154,21 +181,48 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
       };
       hooks.onLeadershipAcquired.tapPromise({}, async (ctx) => {
         if (server.store.federationStateList().value.length > 0) feature.markSupported();
+        if (!isPrimary) {
+          locator.setUseReplicationSignal(true);
+          locator.setLastFederationStateReplicationError(undefined, false);
+        }
         if (options.antiEntropy !== false) spawn('anti-entropy', antiEntropy.run(ctx.signal));
         if (isPrimary) spawn('pruning', antiEntropy.runPruning(ctx.signal));
         if (replicator) spawn('replication', replicator.run(ctx.signal));
+      });
+      hooks.onLeadershipLost.tapPromise({}, async () => {
+        if (isPrimary) return;
+        locator.setUseReplicationSignal(false);
+        locator.setLastFederationStateReplicationError(undefined, false);
       });
       const statusOf = (): Record<string, unknown> => ({
         datacenter: config.datacenter,
         primary_datacenter: primary,
         federation_states_supported: feature.supported(),
         leader: services.get(Tokens.Leadership).isLeader,
+        gateway_locator: locator.status(),
         anti_entropy: antiEntropy.status(),
         ...(replicator ? { replication: replicator.status() } : {}),
         federation_states: server.store.federationStateList().value.map((s) => ({ datacenter: s.Datacenter, gateways: s.MeshGateways.length, modify_index: s.ModifyIndex, primary_modify_index: s.PrimaryModifyIndex })),
       });
       api?.route('GET', '/v1/meshfed/federation', () => ({ json: statusOf() }));
       return {
+        start() {
+          // every server refreshes its gateway lists from the local federation states
+          const agentSignal = services.get(Tokens.AgentSignal);
+          spawn('gateway locator', locator.run(agentSignal));
+          if (config.primary_gateways.length > 0) {
+            spawn(
+              'primary gateway discovery',
+              discoverPrimaryGateways({
+                addrs: config.primary_gateways,
+                intervalMs: config.primary_gateways_interval,
+                locator,
+                signal: agentSignal,
+                logger: logger.child({ component: 'gateway_locator' }),
+              }),
+            );
+          }
+        },
         async stop() {
           await Promise.allSettled([...routines]);
         },

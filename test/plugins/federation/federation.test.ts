@@ -79,6 +79,16 @@ describe('federation: three datacenters over direct WAN', () => {
     const primary = new Map(s1.services.get(StateTokens.Store).federationStateList().value.map((s) => [s.Datacenter, s.ModifyIndex]));
     for (const a of [s2, s3]) for (const s of a.services.get(StateTokens.Store).federationStateList().value) assert.equal(s.PrimaryModifyIndex, primary.get(s.Datacenter));
     assert.equal(s1.services.get(FederationTokens.Feature).supported(), true);
+    // every gateway locator learns its lists from the replicated states (LAN locally, WAN for the primary)
+    await waitFor(() => agents.every((a) => a.services.get(FederationTokens.Locator).populated && a.services.get(FederationTokens.Locator).listGateways(true).length > 0), {
+      message: 'locators not populated',
+    });
+    assert.deepEqual(s1.services.get(FederationTokens.Locator).listGateways(true), ['198.18.1.1:8443']);
+    assert.deepEqual(s2.services.get(FederationTokens.Locator).listGateways(false), ['10.2.0.1:8443']);
+    for (const a of agents) for (const dc of ['dc1', 'dc2', 'dc3']) assert.notEqual(await a.services.get(FederationTokens.Locator).pickGateway(dc), '', `${a.config.datacenter} → ${dc}`);
+    const status = await get<{ gateway_locator: { mode: string; primary: { address: string; source: string }[] } }>(s2, '/v1/meshfed/federation');
+    assert.equal(status.json.gateway_locator.mode, 'local-gateways');
+    assert.deepEqual(status.json.gateway_locator.primary, [{ address: '198.18.1.1:8443', source: 'federation-state' }]);
   });
 
   test('the internal HTTP endpoints return them, in every datacenter, with blocking headers', async () => {
