@@ -37,13 +37,17 @@ export interface TcpDialOptions {
   readonly signal: AbortSignal;
 }
 
-function tcpConnect(host: string, port: number, signal: AbortSignal): Promise<Socket> {
+/**
+ * Open a TCP connection (keepalive and no-delay on unless `tuning` turns them off), rejecting
+ * with `MESHFED_ERR_RPC_DIAL` naming the address, or an abort error when `signal` fires first.
+ */
+export function tcpConnect(host: string, port: number, signal: AbortSignal, tuning: { noDelay?: boolean; keepAlive?: boolean } = {}): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     if (signal.aborted) {
       reject(abortError(signal, `dial ${host}:${port}`));
       return;
     }
-    const s = connect({ host, port, noDelay: true, keepAlive: true });
+    const s = connect({ host, port, noDelay: tuning.noDelay ?? true, keepAlive: tuning.keepAlive ?? true });
     const onAbort = (): void => {
       s.destroy();
       reject(abortError(signal, `dial ${host}:${port}`));
