@@ -13,6 +13,12 @@
  *   returns are the promises resolved. Because better-sqlite3 is synchronous, no other JS (reader,
  *   timer, promise continuation) runs between the in-memory writes and the commit, so nothing
  *   uncommitted is ever observable asynchronously.
+ * - Memory == disk: the logged row is `JSON.stringify(command)` and replay applies its
+ *   `JSON.parse`. The store is given the caller's command object itself only when it is plain
+ *   JSON data that this round trip reproduces exactly ({@link isJsonFaithful}: plain objects and
+ *   arrays, strings, booleans, null, finite non-negative-zero numbers, no `undefined`, no
+ *   `toJSON`, no non-enumerable own properties); anything else is applied as the parsed copy of
+ *   the logged JSON, as replay will see it. (The store never keeps references into a command.)
  * - If the insert or the commit fails (disk full, I/O error), SQLite rolls the transaction back
  *   and the store is rebuilt from the database (snapshot + log: the durable truth), so the batch
  *   is neither durable nor visible; every command of the batch rejects with
@@ -20,6 +26,9 @@
  *   rejects every later call. This costs O(state) only on a failed commit, never on the hot path.
  * - Every `snapshotEvery` entries the store's snapshot is written and the log truncated up to it,
  *   in one transaction; a failed snapshot is logged and retried later (the log still holds all).
+ *   The snapshot runs in its own `setImmediate` callback after the batch that crossed the
+ *   threshold was acknowledged, so it does not delay those acknowledgements; a crash before it
+ *   runs loses nothing (every acknowledged entry is in the log).
  */
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -86,6 +95,47 @@ interface Pending {
   readonly command: Command;
   readonly resolve: (r: { index: number }) => void;
   readonly reject: (err: unknown) => void;
+  /** Set by the flush: the index it was applied at (0: rejected with `error`). */
+  index: number;
+  error: unknown;
+}
+
+/** Deepest nesting {@link isJsonFaithful} inspects before giving up (falls back to the parsed copy). */
+const MAX_FAITHFUL_DEPTH = 32;
+
+/**
+ * True when `JSON.parse(JSON.stringify(v))` is structurally identical to `v`: only plain objects
+ * (prototype `Object.prototype` or null, no `toJSON`, no non-enumerable own string keys), arrays
+ * (no holes), strings, booleans, null and finite numbers other than -0. Symbol keys are ignored
+ * by both JSON and the store. Accessor properties are not detected (they are read like data).
+ */
+export function isJsonFaithful(v: unknown, depth = 0): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v) && (v !== 0 || 1 / v > 0);
+    case 'object': {
+      if (v === null) return true;
+      if (depth >= MAX_FAITHFUL_DEPTH) return false;
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+        for (let i = 0; i < v.length; i++) if (!isJsonFaithful(v[i], depth + 1)) return false;
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      let n = 0;
+      for (const k in v) {
+        if (k === 'toJSON' || !isJsonFaithful((v as Record<string, unknown>)[k], depth + 1)) return false;
+        n++;
+      }
+      return Object.getOwnPropertyNames(v).length === n;
+    }
+    default:
+      return false;
+  }
 }
 
 interface SnapshotRow {
@@ -116,6 +166,9 @@ export class EmbeddedBackend {
   readonly #insert: BetterSqlite3.Statement<[number, string]>;
   readonly #writeSnapshot: BetterSqlite3.Statement<[number, string]>;
   readonly #truncate: BetterSqlite3.Statement<[number]>;
+  /** The batch transaction, built once: applies and logs `batch` after index `start`, returns the last index used. */
+  readonly #commitBatch: BetterSqlite3.Transaction<(batch: readonly Pending[], start: number) => number>;
+  #snapshotScheduled = false;
   #queue: Pending[] = [];
   #scheduled = false;
   #last = 0;
@@ -132,6 +185,7 @@ export class EmbeddedBackend {
     this.#insert = db.prepare('INSERT INTO log (idx, command) VALUES (?, ?)');
     this.#writeSnapshot = db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)');
     this.#truncate = db.prepare('DELETE FROM log WHERE idx <= ?');
+    this.#commitBatch = db.transaction((batch: readonly Pending[], start: number) => this.#applyBatch(batch, start));
   }
 
   /**
@@ -233,7 +287,7 @@ export class EmbeddedBackend {
     const unusable = this.#unusable();
     if (unusable) return Promise.reject(unusable);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ command, resolve, reject });
+      this.#queue.push({ command, resolve, reject, index: 0, error: undefined });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -258,47 +312,67 @@ export class EmbeddedBackend {
       for (const p of batch) p.reject(unusable);
       return;
     }
-    const accepted: { p: Pending; index: number }[] = [];
-    const rejected: { p: Pending; err: unknown }[] = [];
     const start = this.#last;
-    let next = start;
+    let next: number;
     try {
-      this.#db.transaction(() => {
-        for (const p of batch) {
-          const index = next + 1;
-          let json: string;
-          try {
-            // apply exactly what replay will see (the JSON round trip), so memory == disk
-            json = JSON.stringify(p.command);
-            this.#store.apply(index, JSON.parse(json) as Command);
-          } catch (err) {
-            // the store validates before writing; if it threw after writing (a watcher threw),
-            // the command is in memory and must be logged like any other
-            if (this.#store.latestIndex() < index) {
-              rejected.push({ p, err });
-              continue;
-            }
-            this.#logger?.warn('state store threw after applying a command; logged anyway', { index, error: (err as Error).message });
-            json = JSON.stringify(p.command);
-          }
-          this.#insert.run(index, json);
-          next = index;
-          accepted.push({ p, index });
-        }
-      })();
+      next = this.#commitBatch(batch, start);
     } catch (err) {
       this.#writeFailed(batch, start, err);
       return;
     }
     this.#last = next;
-    if (accepted.length > 0) {
+    const accepted = next - start;
+    if (accepted > 0) {
       this.#stats.transactions++;
-      this.#stats.entries += accepted.length;
-      this.#stats.maxBatch = Math.max(this.#stats.maxBatch, accepted.length);
+      this.#stats.entries += accepted;
+      if (accepted > this.#stats.maxBatch) this.#stats.maxBatch = accepted;
     }
-    for (const { p, index } of accepted) p.resolve({ index });
-    for (const { p, err } of rejected) p.reject(err);
-    if (this.#last - this.#snapshotIndex >= this.#snapshotEvery) this.snapshotNow();
+    for (const p of batch) if (p.index !== 0) p.resolve({ index: p.index });
+    for (const p of batch) if (p.index === 0) p.reject(p.error);
+    if (this.#last - this.#snapshotIndex >= this.#snapshotEvery && !this.#snapshotScheduled) {
+      // after the acknowledgements above (their continuations run first); the log holds every entry
+      this.#snapshotScheduled = true;
+      setImmediate(() => {
+        this.#snapshotScheduled = false;
+        if (this.#last - this.#snapshotIndex >= this.#snapshotEvery) this.snapshotNow();
+      });
+    }
+  }
+
+  /**
+   * Body of the batch transaction: apply each command to the store at the next index and log it;
+   * a command the store rejects gets no index and no row. Sets each `Pending`'s index (0 and
+   * `error` when rejected). Returns the last index used.
+   */
+  #applyBatch(batch: readonly Pending[], start: number): number {
+    let next = start;
+    for (const p of batch) {
+      const index = next + 1;
+      p.index = 0;
+      let json: string | undefined;
+      try {
+        // throws on BigInt/cycles (rejected below); undefined when the command is not an object
+        json = JSON.stringify(p.command);
+        // give the store exactly what replay will see: the command itself when the JSON round
+        // trip reproduces it, else the parsed copy of the logged JSON; `undefined` (the store
+        // rejects it) when there is nothing to log
+        let command: unknown;
+        if (json !== undefined) command = isJsonFaithful(p.command) ? p.command : JSON.parse(json);
+        this.#store.apply(index, command as Command);
+      } catch (err) {
+        // the store validates before writing; if it threw after writing (a watcher threw),
+        // the command is in memory and must be logged like any other
+        if (json === undefined || this.#store.latestIndex() < index) {
+          p.error = err;
+          continue;
+        }
+        this.#logger?.warn('state store threw after applying a command; logged anyway', { index, error: (err as Error).message });
+      }
+      this.#insert.run(index, json); // a string: an undefined json was rejected above
+      next = index;
+      p.index = index;
+    }
+    return next;
   }
 
   /** A batch did not commit: undo its in-memory writes by rebuilding from disk, reject it. */

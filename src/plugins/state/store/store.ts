@@ -37,7 +37,6 @@ import {
   optionalString,
   port,
   requiredString,
-  sameData,
   serviceKind,
   serviceTaggedAddresses,
   tags,
@@ -76,26 +75,27 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Watch keys a row of `table` touches. */
-function watchKeys(table: TableName, row: unknown): string[] {
+/** Add the watch keys a row of `table` touches to `out`. */
+function addWatchKeys(out: Set<string>, table: TableName, row: unknown): void {
   switch (table) {
     case 'nodes':
-      return [`nodes/${lower((row as NodeRecord).Node)}`];
+      out.add(`nodes/${lower((row as NodeRecord).Node)}`);
+      return;
     case 'services': {
       const s = row as ServiceEntry;
-      return [`services/name:${lower(s.Service.Service)}`, `services/kind:${s.Service.Kind}`, `services/node:${lower(s.Node)}`];
+      out.add(`services/name:${lower(s.Service.Service)}`);
+      out.add(`services/kind:${s.Service.Kind}`);
+      out.add(`services/node:${lower(s.Node)}`);
+      return;
     }
     case 'checks':
-      return [`checks/node:${lower((row as HealthCheck).Node)}`];
+      out.add(`checks/node:${lower((row as HealthCheck).Node)}`);
+      return;
     case 'federation-states':
-      return [`federation-states/${lower((row as FederationState).Datacenter)}`];
+      out.add(`federation-states/${lower((row as FederationState).Datacenter)}`);
+      return;
   }
 }
-
-const withoutIndexes = <T extends { CreateIndex: number; ModifyIndex: number }>(r: T): Omit<T, 'CreateIndex' | 'ModifyIndex'> => {
-  const { CreateIndex: _c, ModifyIndex: _m, ...rest } = r;
-  return rest;
-};
 
 /** The in-memory, backend-agnostic state store. */
 export class StateStore {
@@ -124,7 +124,9 @@ export class StateStore {
 
   /** Latest index of the store: the highest table index or applied command index. */
   latestIndex(): number {
-    return Math.max(this.#lastApplied, ...TABLE_NAMES.map((n) => this.#table(n).index));
+    let latest = this.#lastApplied;
+    for (const n of TABLE_NAMES) latest = Math.max(latest, this.#table(n).index);
+    return latest;
   }
 
   /** Number of blocking-query waiters currently registered (leak checks, metrics). */
@@ -191,39 +193,63 @@ export class StateStore {
     return { writes, result };
   }
 
+  // Rows in `writes` are already frozen by the planners. Watch keys are only computed when some
+  // blocking query is waiting: a waiter registered later reads the new state first anyway.
   #commit(index: number, writes: readonly Write[]): void {
-    const fired = new Set<string>();
+    const fired = this.#watches.idle ? undefined : new Set<string>();
     for (const w of writes) {
       const table = this.#table(w.table);
-      const old = w.row === undefined ? table.delete(w.key) : table.put(deepFreeze(w.row));
+      const old = w.row === undefined ? table.delete(w.key) : table.put(w.row, w.key);
       if (w.row === undefined && old === undefined) continue;
       table.bump(index);
+      if (fired === undefined) continue;
       fired.add(w.table);
-      if (old !== undefined) for (const k of watchKeys(w.table, old)) fired.add(k);
-      if (w.row !== undefined) for (const k of watchKeys(w.table, w.row)) fired.add(k);
+      if (old !== undefined) addWatchKeys(fired, w.table, old);
+      if (w.row !== undefined) addWatchKeys(fired, w.table, w.row);
     }
-    this.#lastApplied = Math.max(this.#lastApplied, index);
-    this.#watches.fire(fired);
+    if (index > this.#lastApplied) this.#lastApplied = index;
+    if (fired !== undefined) this.#watches.fire(fired);
   }
 
+  // Field-wise comparisons against the stored row: the validators return the stored nested
+  // object itself when its data is unchanged, so an unchanged registration allocates no row and
+  // compares by identity. Rows are built here and frozen (their nested parts are frozen by the
+  // validators), so #commit need not walk them.
   #register(idx: number, req: RegisterRequest): Write[] {
     const nodeName = requiredString(req.Node, 'Node', 'node name');
+    const ln = lower(nodeName);
     const writes: Write[] = [];
-    const existingNode = this.#tables.nodes.get(lower(nodeName));
-    const node = {
-      ID: optionalString(req.ID, 'ID'),
-      Node: nodeName,
-      Address: address(req.Address, 'Address'),
-      Datacenter: optionalString(req.Datacenter, 'Datacenter'),
-      TaggedAddresses: nodeTaggedAddresses(req.TaggedAddresses, 'TaggedAddresses'),
-      Meta: meta(req.NodeMeta, 'NodeMeta'),
-    };
-    if (!(existingNode && (req.SkipNodeUpdate === true || sameData(withoutIndexes(existingNode), node)))) {
-      const row: NodeRecord = { ...node, CreateIndex: existingNode?.CreateIndex ?? idx, ModifyIndex: idx };
-      writes.push({ table: 'nodes', key: lower(nodeName), row });
+    const existingNode = this.#tables.nodes.get(ln);
+    const nodeID = optionalString(req.ID, 'ID');
+    const nodeAddress = address(req.Address, 'Address');
+    const dc = optionalString(req.Datacenter, 'Datacenter');
+    const nodeTagged = nodeTaggedAddresses(req.TaggedAddresses, 'TaggedAddresses', existingNode?.TaggedAddresses);
+    const nodeMeta = meta(req.NodeMeta, 'NodeMeta', existingNode?.Meta);
+    const nodeSame =
+      existingNode !== undefined &&
+      (req.SkipNodeUpdate === true ||
+        (existingNode.ID === nodeID &&
+          existingNode.Node === nodeName &&
+          existingNode.Address === nodeAddress &&
+          existingNode.Datacenter === dc &&
+          existingNode.TaggedAddresses === nodeTagged &&
+          existingNode.Meta === nodeMeta));
+    if (!nodeSame) {
+      const row: NodeRecord = Object.freeze({
+        ID: nodeID,
+        Node: nodeName,
+        Address: nodeAddress,
+        Datacenter: dc,
+        TaggedAddresses: nodeTagged,
+        Meta: nodeMeta,
+        CreateIndex: existingNode?.CreateIndex ?? idx,
+        ModifyIndex: idx,
+      });
+      writes.push({ table: 'nodes', key: ln, row });
     }
 
-    let service: Omit<NodeService, 'CreateIndex' | 'ModifyIndex'> | undefined;
+    let serviceID = '';
+    let serviceName = '';
     if (req.Service !== undefined && req.Service !== null) {
       const s: unknown = req.Service;
       if (!isRecord(s)) throw new StateValidationError('Service', 'expected an object');
@@ -231,56 +257,101 @@ export class StateStore {
       const kind = serviceKind(s.Kind, 'Service.Kind');
       const svcPort = port(s.Port, 'Service.Port');
       if (kind === 'mesh-gateway' && svcPort === 0) throw new StateValidationError('Service.Port', 'a mesh gateway needs a non-zero port');
-      service = {
-        ID: optionalString(s.ID, 'Service.ID') || name,
-        Service: name,
-        Kind: kind,
-        Tags: tags(s.Tags, 'Service.Tags'),
-        Address: optionalAddress(s.Address, 'Service.Address'),
-        TaggedAddresses: serviceTaggedAddresses(s.TaggedAddresses, 'Service.TaggedAddresses'),
-        Port: svcPort,
-        Meta: meta(s.Meta, 'Service.Meta'),
-      };
-      const key = serviceKey(nodeName, service.ID);
-      const existing = this.#tables.services.get(key);
-      if (!(existing && sameData(withoutIndexes(existing.Service), service))) {
-        const row: ServiceEntry = { Node: nodeName, Service: { ...service, CreateIndex: existing?.Service.CreateIndex ?? idx, ModifyIndex: idx } };
+      const id = optionalString(s.ID, 'Service.ID') || name;
+      const key = `${ln}/${lower(id)}`;
+      const existing = this.#tables.services.get(key)?.Service;
+      const svcTags = tags(s.Tags, 'Service.Tags', existing?.Tags);
+      const svcAddress = optionalAddress(s.Address, 'Service.Address');
+      const svcTagged = serviceTaggedAddresses(s.TaggedAddresses, 'Service.TaggedAddresses', existing?.TaggedAddresses);
+      const svcMeta = meta(s.Meta, 'Service.Meta', existing?.Meta);
+      serviceID = id;
+      serviceName = name;
+      const same =
+        existing !== undefined &&
+        existing.ID === id &&
+        existing.Service === name &&
+        existing.Kind === kind &&
+        existing.Tags === svcTags &&
+        existing.Address === svcAddress &&
+        existing.TaggedAddresses === svcTagged &&
+        existing.Port === svcPort &&
+        existing.Meta === svcMeta;
+      if (!same) {
+        const service: NodeService = Object.freeze({
+          ID: id,
+          Service: name,
+          Kind: kind,
+          Tags: svcTags,
+          Address: svcAddress,
+          TaggedAddresses: svcTagged,
+          Port: svcPort,
+          Meta: svcMeta,
+          CreateIndex: existing?.CreateIndex ?? idx,
+          ModifyIndex: idx,
+        });
+        const row: ServiceEntry = Object.freeze({ Node: nodeName, Service: service });
         writes.push({ table: 'services', key, row });
       }
     }
 
-    const checks: [unknown, string][] = [];
-    if (req.Check !== undefined && req.Check !== null) checks.push([req.Check, 'Check']);
-    if (req.Checks !== undefined && req.Checks !== null) {
-      if (!Array.isArray(req.Checks)) throw new StateValidationError('Checks', 'expected an array of checks');
-      req.Checks.forEach((c, i) => checks.push([c, `Checks[${i}]`]));
-    }
-    for (const [c, field] of checks) {
-      if (!isRecord(c)) throw new StateValidationError(field, 'expected an object');
-      const checkNode = optionalString(c.Node, `${field}.Node`) || nodeName;
-      if (lower(checkNode) !== lower(nodeName)) throw new StateValidationError(`${field}.Node`, `check node ${JSON.stringify(checkNode)} does not match registration node ${JSON.stringify(nodeName)}`);
-      const name = optionalString(c.Name, `${field}.Name`);
-      const checkID = optionalString(c.CheckID, `${field}.CheckID`) || name;
-      if (checkID === '') throw new StateValidationError(`${field}.CheckID`, 'missing check ID (set CheckID or Name)');
-      const status = healthStatus(c.Status, `${field}.Status`);
-      const serviceID = optionalString(c.ServiceID, `${field}.ServiceID`);
-      let serviceName = '';
-      if (serviceID !== '') {
-        if (service && lower(service.ID) === lower(serviceID)) serviceName = service.Service;
-        else {
-          const s = this.#tables.services.get(serviceKey(nodeName, serviceID));
-          if (!s) throw new StateValidationError(`${field}.ServiceID`, `missing service registration ${JSON.stringify(serviceID)} on node ${JSON.stringify(nodeName)}`);
-          serviceName = s.Service.Service;
-        }
-      }
-      const check = { Node: nodeName, CheckID: checkID, Name: name, Status: status, Notes: optionalString(c.Notes, `${field}.Notes`), Output: optionalString(c.Output, `${field}.Output`), ServiceID: serviceID, ServiceName: serviceName };
-      const key = checkKey(nodeName, checkID);
-      const existing = this.#tables.checks.get(key);
-      if (!(existing && sameData(withoutIndexes(existing), check))) {
-        writes.push({ table: 'checks', key, row: { ...check, CreateIndex: existing?.CreateIndex ?? idx, ModifyIndex: idx } satisfies HealthCheck });
-      }
+    const list: unknown = req.Checks ?? undefined;
+    if (list !== undefined && !Array.isArray(list)) throw new StateValidationError('Checks', 'expected an array of checks');
+    if (req.Check !== undefined && req.Check !== null) this.#check(idx, req.Check, 'Check', nodeName, ln, serviceID, serviceName, writes);
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) this.#check(idx, list[i], `Checks[${i}]`, nodeName, ln, serviceID, serviceName, writes);
     }
     return writes;
+  }
+
+  /** Validate one check of a registration; push its row when it changed. */
+  #check(idx: number, c: unknown, field: string, nodeName: string, ln: string, regServiceID: string, regServiceName: string, writes: Write[]): void {
+    if (!isRecord(c)) throw new StateValidationError(field, 'expected an object');
+    const checkNode = optionalString(c.Node, `${field}.Node`) || nodeName;
+    if (checkNode !== nodeName && lower(checkNode) !== ln) throw new StateValidationError(`${field}.Node`, `check node ${JSON.stringify(checkNode)} does not match registration node ${JSON.stringify(nodeName)}`);
+    const name = optionalString(c.Name, `${field}.Name`);
+    const checkID = optionalString(c.CheckID, `${field}.CheckID`) || name;
+    if (checkID === '') throw new StateValidationError(`${field}.CheckID`, 'missing check ID (set CheckID or Name)');
+    const status = healthStatus(c.Status, `${field}.Status`);
+    const serviceID = optionalString(c.ServiceID, `${field}.ServiceID`);
+    let serviceName = '';
+    if (serviceID !== '') {
+      if (regServiceID !== '' && (regServiceID === serviceID || lower(regServiceID) === lower(serviceID))) serviceName = regServiceName;
+      else {
+        const s = this.#tables.services.get(`${ln}/${lower(serviceID)}`);
+        if (!s) throw new StateValidationError(`${field}.ServiceID`, `missing service registration ${JSON.stringify(serviceID)} on node ${JSON.stringify(nodeName)}`);
+        serviceName = s.Service.Service;
+      }
+    }
+    const notes = optionalString(c.Notes, `${field}.Notes`);
+    const output = optionalString(c.Output, `${field}.Output`);
+    const key = `${ln}/${lower(checkID)}`;
+    const existing = this.#tables.checks.get(key);
+    if (
+      existing !== undefined &&
+      existing.Node === nodeName &&
+      existing.CheckID === checkID &&
+      existing.Name === name &&
+      existing.Status === status &&
+      existing.Notes === notes &&
+      existing.Output === output &&
+      existing.ServiceID === serviceID &&
+      existing.ServiceName === serviceName
+    ) {
+      return;
+    }
+    const row: HealthCheck = Object.freeze({
+      Node: nodeName,
+      CheckID: checkID,
+      Name: name,
+      Status: status,
+      Notes: notes,
+      Output: output,
+      ServiceID: serviceID,
+      ServiceName: serviceName,
+      CreateIndex: existing?.CreateIndex ?? idx,
+      ModifyIndex: idx,
+    });
+    writes.push({ table: 'checks', key, row });
   }
 
   #deregister(req: DeregisterRequest): Write[] {
@@ -321,13 +392,13 @@ export class StateStore {
         if (typeof pmi !== 'number' || !Number.isSafeInteger(pmi) || pmi < 0) throw new StateValidationError('State.PrimaryModifyIndex', 'expected a non-negative integer');
         const row: FederationState = {
           Datacenter: dc,
-          MeshGateways: structuredClone(gws) as CheckServiceNode[],
+          MeshGateways: deepFreeze(structuredClone(gws) as CheckServiceNode[]),
           UpdatedAt: optionalString(st.UpdatedAt, 'State.UpdatedAt') || ZERO_TIME,
           PrimaryModifyIndex: pmi === 0 ? idx : pmi,
           CreateIndex: existing?.CreateIndex ?? idx,
           ModifyIndex: idx,
         };
-        return [{ table: 'federation-states', key, row }];
+        return [{ table: 'federation-states', key, row: Object.freeze(row) }];
       }
       case 'delete':
         return existing ? [{ table: 'federation-states', key, row: undefined }] : [];

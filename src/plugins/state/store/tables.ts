@@ -7,8 +7,14 @@ import type { FederationState, HealthCheck, NodeRecord, ServiceEntry, TableName 
 /** Lowercase, for case-insensitive keys (node names, service IDs, datacenters). */
 export const lower = (s: string): string => s.toLowerCase();
 
-/** Extracts the secondary-index values of a row. */
-export type IndexFn<T> = (row: T) => readonly string[];
+/** Extracts the secondary-index value of a row (`undefined`: the row is not in that index). */
+export type IndexFn<T> = (row: T) => string | undefined;
+
+interface Secondary<T> {
+  readonly name: string;
+  readonly fn: IndexFn<T>;
+  readonly map: Map<string, Set<string>>;
+}
 
 /** One table: rows by key, secondary indexes and the max index of any write to it. */
 export class Table<T> {
@@ -17,7 +23,7 @@ export class Table<T> {
   #rows = new Map<string, T>();
   #index = 0;
   readonly #key: (row: T) => string;
-  readonly #secondary = new Map<string, { fn: IndexFn<T>; map: Map<string, Set<string>> }>();
+  readonly #secondary: Secondary<T>[] = [];
 
   /**
    * @param name table name
@@ -27,7 +33,7 @@ export class Table<T> {
   constructor(name: TableName, key: (row: T) => string, indexes: Record<string, IndexFn<T>> = {}) {
     this.name = name;
     this.#key = key;
-    for (const [n, fn] of Object.entries(indexes)) this.#secondary.set(n, { fn, map: new Map() });
+    for (const [n, fn] of Object.entries(indexes)) this.#secondary.push({ name: n, fn, map: new Map() });
   }
 
   /** Primary key of `row`. */
@@ -55,14 +61,21 @@ export class Table<T> {
     return this.#rows.get(key);
   }
 
-  /** Insert or replace the row under its key; returns the previous row. */
-  put(row: T): T | undefined {
-    const key = this.#key(row);
+  /**
+   * Insert or replace the row under its key; returns the previous row. `key` may be passed when
+   * the caller already computed it; it must equal the table's key of `row`.
+   */
+  put(row: T, key: string = this.#key(row)): T | undefined {
     const old = this.#rows.get(key);
-    if (old !== undefined) this.#unindex(key, old);
     this.#rows.set(key, row);
-    for (const { fn, map } of this.#secondary.values()) {
-      for (const v of fn(row)) {
+    for (const { fn, map } of this.#secondary) {
+      const v = fn(row);
+      if (old !== undefined) {
+        const ov = fn(old);
+        if (ov === v) continue; // same index entry: nothing to move
+        if (ov !== undefined) unindex(map, ov, key);
+      }
+      if (v !== undefined) {
         let set = map.get(v);
         if (!set) map.set(v, (set = new Set()));
         set.add(key);
@@ -75,19 +88,12 @@ export class Table<T> {
   delete(key: string): T | undefined {
     const old = this.#rows.get(key);
     if (old === undefined) return undefined;
-    this.#unindex(key, old);
+    for (const { fn, map } of this.#secondary) {
+      const v = fn(old);
+      if (v !== undefined) unindex(map, v, key);
+    }
     this.#rows.delete(key);
     return old;
-  }
-
-  #unindex(key: string, row: T): void {
-    for (const { fn, map } of this.#secondary.values()) {
-      for (const v of fn(row)) {
-        const set = map.get(v);
-        set?.delete(key);
-        if (set?.size === 0) map.delete(v);
-      }
-    }
   }
 
   /** Every row, in primary-key order. */
@@ -97,7 +103,7 @@ export class Table<T> {
 
   /** Rows whose secondary index `index` contains `value`, in primary-key order. */
   by(index: string, value: string): T[] {
-    const sec = this.#secondary.get(index);
+    const sec = this.#secondary.find((s) => s.name === index);
     if (!sec) throw new Error(`table ${this.name} has no index ${index}`);
     const keys = sec.map.get(value);
     if (!keys) return [];
@@ -107,10 +113,17 @@ export class Table<T> {
   /** Drop every row and set the table index (restore). */
   reset(rows: readonly T[], index: number): void {
     this.#rows = new Map();
-    for (const { map } of this.#secondary.values()) map.clear();
+    for (const { map } of this.#secondary) map.clear();
     for (const r of rows) this.put(r);
     this.#index = index;
   }
+}
+
+function unindex(map: Map<string, Set<string>>, value: string, key: string): void {
+  const set = map.get(value);
+  if (set === undefined) return;
+  set.delete(key);
+  if (set.size === 0) map.delete(value);
 }
 
 /** Key of a service row: node + service ID, both case-insensitive. */
@@ -135,13 +148,13 @@ export function createTables(): Tables {
   return {
     nodes: new Table<NodeRecord>('nodes', (n) => lower(n.Node)),
     services: new Table<ServiceEntry>('services', (s) => serviceKey(s.Node, s.Service.ID), {
-      name: (s) => [lower(s.Service.Service)],
-      kind: (s) => [s.Service.Kind],
-      node: (s) => [lower(s.Node)],
+      name: (s) => lower(s.Service.Service),
+      kind: (s) => s.Service.Kind,
+      node: (s) => lower(s.Node),
     }),
     checks: new Table<HealthCheck>('checks', (c) => checkKey(c.Node, c.CheckID), {
-      node: (c) => [lower(c.Node)],
-      service: (c) => (c.ServiceID === '' ? [] : [serviceKey(c.Node, c.ServiceID)]),
+      node: (c) => lower(c.Node),
+      service: (c) => (c.ServiceID === '' ? undefined : serviceKey(c.Node, c.ServiceID)),
     }),
     'federation-states': new Table<FederationState>('federation-states', (f) => lower(f.Datacenter)),
   };

@@ -62,10 +62,67 @@ export function port(v: unknown, field: string): number {
   return v;
 }
 
-/** Metadata: ≤ 64 pairs, keys `[A-Za-z0-9_-]{1,128}`, string values ≤ 512 characters. */
-export function meta(v: unknown, field: string): Readonly<Record<string, string>> {
-  if (v === undefined || v === null) return Object.freeze({});
+const EMPTY_MAP: Readonly<Record<string, never>> = Object.freeze({});
+const EMPTY_TAGS: readonly string[] = Object.freeze([]);
+
+/** Own enumerable keys of `v`, sorted (already-sorted input, the common case, is not re-sorted). */
+function sortedKeys(v: object): string[] {
+  const keys = Object.keys(v);
+  for (let i = 1; i < keys.length; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) return keys.sort();
+  }
+  return keys;
+}
+
+/** Number of own enumerable keys of a plain record, without allocating. */
+function keyCount(v: object): number {
+  let n = 0;
+  for (const k in v) if (Object.hasOwn(v, k)) n++;
+  return n;
+}
+
+/** True when `prev` is a record with exactly `keys`, every value equal (`same`) to `value(k)`. */
+function sameRecord<T>(prev: Readonly<Record<string, T>> | undefined, keys: readonly string[], value: (k: string) => unknown, same: (a: T, b: unknown) => boolean): boolean {
+  if (prev === undefined || keyCount(prev) !== keys.length) return false;
+  for (const k of keys) if (!Object.hasOwn(prev, k) || !same(prev[k] as T, value(k))) return false;
+  return true;
+}
+
+/**
+ * Metadata: ≤ 64 pairs, keys `[A-Za-z0-9_-]{1,128}`, string values ≤ 512 characters. Returns a
+ * frozen record with sorted keys, or `prev` itself when it holds exactly the same pairs.
+ */
+export function meta(v: unknown, field: string, prev?: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  if (v === undefined || v === null) return prev !== undefined && keyCount(prev) === 0 ? prev : EMPTY_MAP;
   if (!isRecord(v)) throw new StateValidationError(field, 'expected an object of strings');
+  // one allocation-free pass over the own keys: valid? already sorted? same as `prev`?
+  let n = 0;
+  let sorted = true;
+  let last = '';
+  let same = prev !== undefined;
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    const val = v[k];
+    if (typeof val !== 'string' || val.length > MAX_META_VALUE_LENGTH || k.length > MAX_META_KEY_LENGTH || !META_KEY.test(k) || ++n > MAX_META_PAIRS) {
+      return metaSlow(v, field); // throws the error of the first bad key in sorted order
+    }
+    if (n > 1 && last > k) sorted = false;
+    last = k;
+    if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
+  }
+  if (same && keyCount(prev as object) === n) return prev as Readonly<Record<string, string>>;
+  if (n === 0) return EMPTY_MAP;
+  const out: Record<string, string> = {};
+  if (sorted) {
+    for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
+  } else {
+    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
+  }
+  return Object.freeze(out);
+}
+
+/** Validate metadata in sorted key order, throwing the first problem (the error path of {@link meta}). */
+function metaSlow(v: Record<string, unknown>, field: string): Readonly<Record<string, string>> {
   const keys = Object.keys(v);
   if (keys.length > MAX_META_PAIRS) throw new StateValidationError(field, `too many metadata pairs: ${keys.length} > ${MAX_META_PAIRS}`);
   const out: Record<string, string> = {};
@@ -83,32 +140,77 @@ export function meta(v: unknown, field: string): Readonly<Record<string, string>
   return Object.freeze(out);
 }
 
-/** Node tagged addresses: name → address. */
-export function nodeTaggedAddresses(v: unknown, field: string): Readonly<Record<string, string>> {
-  if (v === undefined || v === null) return Object.freeze({});
+/** Node tagged addresses: name → address (frozen, sorted keys; `prev` itself when the same). */
+export function nodeTaggedAddresses(v: unknown, field: string, prev?: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  if (v === undefined || v === null) return prev !== undefined && keyCount(prev) === 0 ? prev : EMPTY_MAP;
   if (!isRecord(v)) throw new StateValidationError(field, 'expected an object of addresses');
+  let n = 0;
+  let sorted = true;
+  let last = '';
+  let same = prev !== undefined;
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    const val = v[k];
+    if (typeof val !== 'string' || !isValidAddress(val)) {
+      // the error of the first bad key in sorted order
+      for (const key of Object.keys(v).sort()) address(v[key], `${field}.${key}`);
+    }
+    n++;
+    if (n > 1 && last > k) sorted = false;
+    last = k;
+    if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
+  }
+  if (same && keyCount(prev as object) === n) return prev as Readonly<Record<string, string>>;
+  if (n === 0) return EMPTY_MAP;
   const out: Record<string, string> = {};
-  for (const k of Object.keys(v).sort()) out[k] = address(v[k], `${field}.${k}`);
-  return Object.freeze(out);
-}
-
-/** Service tagged addresses: name → `{Address, Port}`. */
-export function serviceTaggedAddresses(v: unknown, field: string): Readonly<Record<string, ServiceAddress>> {
-  if (v === undefined || v === null) return Object.freeze({});
-  if (!isRecord(v)) throw new StateValidationError(field, 'expected an object of {Address, Port}');
-  const out: Record<string, ServiceAddress> = {};
-  for (const k of Object.keys(v).sort()) {
-    const a = v[k];
-    if (!isRecord(a)) throw new StateValidationError(`${field}.${k}`, 'expected {Address, Port}');
-    out[k] = Object.freeze({ Address: address(a.Address, `${field}.${k}.Address`), Port: port(a.Port, `${field}.${k}.Port`) });
+  if (sorted) {
+    for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
+  } else {
+    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
   }
   return Object.freeze(out);
 }
 
-/** Service tags: an array of strings. */
-export function tags(v: unknown, field: string): readonly string[] {
-  if (v === undefined || v === null) return Object.freeze([]);
-  if (!Array.isArray(v) || v.some((t) => typeof t !== 'string')) throw new StateValidationError(field, 'expected an array of strings');
+const sameServiceAddress = (a: ServiceAddress, b: unknown): boolean => {
+  const r = b as Record<string, unknown>;
+  // the input Port is already validated: undefined/null mean 0
+  return a.Address === r.Address && a.Port === ((r.Port ?? 0) as number) && keyCount(a) === 2;
+};
+
+/** Service tagged addresses: name → `{Address, Port}` (frozen, sorted keys; `prev` itself when the same). */
+export function serviceTaggedAddresses(v: unknown, field: string, prev?: Readonly<Record<string, ServiceAddress>>): Readonly<Record<string, ServiceAddress>> {
+  if (v === undefined || v === null) return prev !== undefined && keyCount(prev) === 0 ? prev : EMPTY_MAP;
+  if (!isRecord(v)) throw new StateValidationError(field, 'expected an object of {Address, Port}');
+  const keys = sortedKeys(v);
+  for (const k of keys) {
+    const a = v[k];
+    if (!isRecord(a)) throw new StateValidationError(`${field}.${k}`, 'expected {Address, Port}');
+    address(a.Address, `${field}.${k}.Address`);
+    port(a.Port, `${field}.${k}.Port`);
+  }
+  if (sameRecord(prev, keys, (k) => v[k], sameServiceAddress)) return prev as Readonly<Record<string, ServiceAddress>>;
+  if (keys.length === 0) return EMPTY_MAP;
+  const out: Record<string, ServiceAddress> = {};
+  for (const k of keys) {
+    const a = v[k] as Record<string, unknown>;
+    out[k] = Object.freeze({ Address: a.Address as string, Port: port(a.Port, '') });
+  }
+  return Object.freeze(out);
+}
+
+/** Service tags: an array of strings (frozen copy, or `prev` itself when the same). */
+export function tags(v: unknown, field: string, prev?: readonly string[]): readonly string[] {
+  if (v === undefined || v === null) return prev !== undefined && prev.length === 0 ? prev : EMPTY_TAGS;
+  if (!Array.isArray(v)) throw new StateValidationError(field, 'expected an array of strings');
+  const n = v.length;
+  let same = prev !== undefined && prev.length === n;
+  for (let i = 0; i < n; i++) {
+    const t: unknown = v[i];
+    if (typeof t !== 'string') throw new StateValidationError(field, 'expected an array of strings');
+    if (same && (prev as readonly string[])[i] !== t) same = false;
+  }
+  if (same) return prev as readonly string[];
+  if (n === 0) return EMPTY_TAGS;
   return Object.freeze([...(v as string[])]);
 }
 

@@ -60,6 +60,11 @@ export class WatchRegistry {
     this.fire([...this.#byKey.keys()]);
   }
 
+  /** True when no waiter is registered: firing would wake nobody. */
+  get idle(): boolean {
+    return this.#byKey.size === 0;
+  }
+
   /** Number of waiters registered (for leak checks). */
   get waiters(): number {
     const all = new Set<Waiter>();
