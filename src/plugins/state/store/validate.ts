@@ -110,15 +110,7 @@ export function meta(v: unknown, field: string, prev?: Readonly<Record<string, s
     last = k;
     if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
   }
-  if (same && keyCount(prev as object) === n) return prev as Readonly<Record<string, string>>;
-  if (n === 0) return EMPTY_MAP;
-  const out: Record<string, string> = {};
-  if (sorted) {
-    for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
-  } else {
-    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
-  }
-  return Object.freeze(out);
+  return settledStringMap(v, prev, same, n, sorted);
 }
 
 /** Validate metadata in sorted key order, throwing the first problem (the error path of {@link meta}). */
@@ -160,15 +152,7 @@ export function nodeTaggedAddresses(v: unknown, field: string, prev?: Readonly<R
     last = k;
     if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
   }
-  if (same && keyCount(prev as object) === n) return prev as Readonly<Record<string, string>>;
-  if (n === 0) return EMPTY_MAP;
-  const out: Record<string, string> = {};
-  if (sorted) {
-    for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
-  } else {
-    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
-  }
-  return Object.freeze(out);
+  return settledStringMap(v, prev, same, n, sorted);
 }
 
 const sameServiceAddress = (a: ServiceAddress, b: unknown): boolean => {
@@ -252,4 +236,20 @@ export function sameData(a: unknown, b: unknown): boolean {
   const ra = a as Record<string, unknown>;
   const rb = b as Record<string, unknown>;
   return ka.every((k) => Object.prototype.hasOwnProperty.call(rb, k) && sameData(ra[k], rb[k]));
+}
+
+/**
+ * The end of a validated string map: `prev` itself when equal (same keys and values), the shared
+ * empty map, or a frozen copy with sorted keys.
+ */
+function settledStringMap(v: Record<string, unknown>, prev: unknown, same: boolean, n: number, sorted: boolean): Readonly<Record<string, string>> {
+  if (same && keyCount(prev as object) === n) return prev as Readonly<Record<string, string>>;
+  if (n === 0) return EMPTY_MAP;
+  const out: Record<string, string> = {};
+  if (sorted) {
+    for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
+  } else {
+    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
+  }
+  return Object.freeze(out);
 }
