@@ -34,6 +34,7 @@ export class FederationFeature {
   /** `pool:name` → server. */
   readonly #servers = new Map<string, ServerInfo>();
   #sticky = false;
+  #waiters: (() => void)[] = [];
 
   /** A flag for this server's datacenter. */
   constructor(options: FederationFeatureOptions) {
@@ -50,11 +51,37 @@ export class FederationFeature {
       }
       this.#servers.set(key, { datacenter: m.tags['dc'] ?? '', status: m.status, ftfs: m.tags['ft_fs'] === '1' });
     }
+    if (this.#waiters.length > 0 && this.supported()) this.#wake();
+  }
+
+  /**
+   * Resolves once the datacenter supports federation states (at once if it does), or when
+   * `signal` aborts — so a routine waiting for the feature starts the moment the last server's
+   * tag arrives instead of after a blind backoff.
+   */
+  whenSupported(signal: AbortSignal): Promise<void> {
+    if (this.supported() || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        resolve();
+      };
+      this.#waiters.push(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
   }
 
   /** Set the flag for good (federation-state records exist locally). */
   markSupported(): void {
     this.#sticky = true;
+    this.#wake();
   }
 
   /** Whether federation states are supported; sticky once true. */

@@ -96,8 +96,8 @@ export function federation(options: FederationPluginOptions = {}): AgentPlugin {
         fields: {
           anti_entropy_interval: { kind: 'duration', default: '5s', doc: 'Debounce of anti-entropy syncs ("0s" = push every gateway change at once).' },
           prune_interval: { kind: 'duration', default: '1h', min: '1ms', doc: 'How often the primary prunes records of datacenters that left the WAN pool.' },
-          replication_rate: { kind: 'int', default: 1, min: 0, doc: 'Replication rounds per second (0 = unlimited); idle rounds block on the primary.' },
-          replication_burst: { kind: 'int', default: 5, min: 1, doc: 'Rounds that may run back to back before the rate applies.' },
+          replication_rate: { kind: 'int', default: 4, min: 0, doc: 'Replication rounds per second (0 = unlimited; Consul: 1); idle rounds block on the primary, so this only bounds bursts of changes.' },
+          replication_burst: { kind: 'int', default: 10, min: 1, doc: 'Rounds that may run back to back before the rate applies (Consul: 5).' },
           replication_apply_batch: { kind: 'int', default: 128, min: 1, doc: 'Replicated records written concurrently (group-committed).' },
         },
       },

@@ -37,7 +37,7 @@ export interface ReplicatorOptions {
   readonly logger: Logger;
   /** Told about every fetch (the gateway locator's replication signal). */
   readonly onFetch?: (err: Error | undefined) => void;
-  /** Rounds per second (default 1) and burst (default 5). */
+  /** Rounds per second (default 4) and burst (default 10). */
   readonly rate?: number;
   readonly burst?: number;
   /** Concurrent applies per batch (default 128). */
@@ -108,13 +108,17 @@ export class FederationStateReplicator {
 
   /** Replicate until `signal` aborts (leadership lost, agent stopping). */
   async run(signal: AbortSignal): Promise<void> {
-    const bucket = new TokenBucket(this.#o.rate ?? 1, this.#o.burst ?? 5, this.#clock);
+    const bucket = new TokenBucket(this.#o.rate ?? 4, this.#o.burst ?? 10, this.#clock);
     let lastRemoteIndex = 0;
     let failures = 0;
     this.#o.logger.info('federation state replication started', { primary: this.#o.primaryDatacenter });
     try {
       for (;;) {
         await bucket.take(signal);
+        // one event-loop turn per round, so even an unlimited rate against a primary that answers
+        // at once cannot starve the process
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (signal.aborted) return;
         try {
           lastRemoteIndex = await this.replicateOnce(lastRemoteIndex, signal);
           failures = 0;
@@ -125,8 +129,20 @@ export class FederationStateReplicator {
           lastRemoteIndex = 0; // a full resync next time
           const msg = errorMessage(err);
           this.#status = { ...this.#status, status: 0, last_error: msg, consecutive_failures: failures, rounds: this.#status.rounds + 1 };
-          if (msg !== ErrReplicationNotSupported) this.#o.logger.warn('federation state replication failed; will retry', { err: msg, failures });
-          await sleep(replicationBackoffMs(failures, this.#o.maxRetryWaitMs ?? 120_000, this.#random), signal, this.#clock);
+          const backoff = sleep(replicationBackoffMs(failures, this.#o.maxRetryWaitMs ?? 120_000, this.#random), signal, this.#clock);
+          if (msg === ErrReplicationNotSupported) {
+            // not an error of the primary: start the moment the feature is there
+            const ctl = new AbortController();
+            const stop = (): void => ctl.abort();
+            signal.addEventListener('abort', stop, { once: true });
+            await Promise.race([backoff.catch(() => undefined), this.#o.feature.whenSupported(ctl.signal)]);
+            ctl.abort();
+            signal.removeEventListener('abort', stop);
+            if (signal.aborted) return;
+            continue;
+          }
+          this.#o.logger.warn('federation state replication failed; will retry', { err: msg, failures });
+          await backoff;
         }
       }
     } catch (err) {

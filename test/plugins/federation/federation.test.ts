@@ -80,7 +80,7 @@ describe('federation: three datacenters over direct WAN', () => {
     for (const a of [s2, s3]) for (const s of a.services.get(StateTokens.Store).federationStateList().value) assert.equal(s.PrimaryModifyIndex, primary.get(s.Datacenter));
     assert.equal(s1.services.get(FederationTokens.Feature).supported(), true);
     // every gateway locator learns its lists from the replicated states (LAN locally, WAN for the primary)
-    await waitFor(() => agents.every((a) => a.services.get(FederationTokens.Locator).populated && a.services.get(FederationTokens.Locator).listGateways(true).length > 0), {
+    await waitFor(() => agents.every((a) => a.services.get(FederationTokens.Locator).populated && a.services.get(FederationTokens.Locator).listGateways(true).length > 0 && a.services.get(FederationTokens.Locator).listGateways(false).length > 0), {
       message: 'locators not populated',
     });
     assert.deepEqual(s1.services.get(FederationTokens.Locator).listGateways(true), ['198.18.1.1:8443']);

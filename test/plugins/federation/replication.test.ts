@@ -5,7 +5,7 @@ import { FederationFeature, FederationStateReplicator, type ReplicatorOptions } 
 import { GoTime } from '../../../src/plugins/rpc/index.js';
 import type { StateServer } from '../../../src/plugins/state/index.js';
 import { StateStore, type Command } from '../../../src/plugins/state/store/index.js';
-import { createMemoryLogger } from '../../../src/testing/index.js';
+import { createMemoryLogger, FakeClock, waitFor } from '../../../src/testing/index.js';
 
 type Wire = federationStructs.WireFederationState;
 const IDLE = Symbol('idle');
@@ -39,7 +39,12 @@ function fakeServer(remote: () => unknown) {
     async call(method: string, _req: unknown, ctx: { signal: AbortSignal }) {
       assert.equal(method, 'FederationState.List');
       const r = remote();
-      if (r === IDLE) return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+      if (r === IDLE) {
+        return new Promise((_resolve, reject) => {
+          if (ctx.signal.aborted) reject(new Error('aborted'));
+          ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      }
       if (r instanceof Error) throw r;
       return r;
     },
@@ -147,6 +152,22 @@ describe('federation-state replication rounds', () => {
     assert.equal(r.status().index, 2);
     assert.equal(dcs(store), 'dc1@2:1');
     assert.ok(r.status().rounds >= 3);
+    ctl.abort();
+    await running;
+  });
+
+  test('a replicator waiting for the feature starts the moment it turns on, not after its backoff', async () => {
+    let served = 0;
+    const { server, store } = fakeServer(() => (served++ === 0 ? { States: [state('dc1', 3)], Index: 3 } : IDLE));
+    const feature = new FederationFeature({ datacenter: 'dc2', primaryDatacenter: 'dc1', node: 's2' });
+    const clock = new FakeClock(); // never advanced: only the feature can end the wait
+    const r = new FederationStateReplicator({ datacenter: 'dc2', primaryDatacenter: 'dc1', server, feature, token: () => '', logger: createMemoryLogger('silent'), clock, rate: 0 });
+    const ctl = new AbortController();
+    const running = r.run(ctl.signal);
+    await waitFor(() => r.status().status === 0, { message: 'first round did not fail on the feature' });
+    assert.equal(dcs(store), '');
+    feature.observe({ type: 'join', pool: 'wan', members: [{ name: 'p1.dc1', address: '127.0.0.1', port: 1, status: 'alive', tags: { role: 'consul', dc: 'dc1', ft_fs: '1' } }] });
+    await waitFor(() => dcs(store) === 'dc1@3:1', { message: 'replication did not start when the feature turned on' });
     ctl.abort();
     await running;
   });
