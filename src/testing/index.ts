@@ -6,3 +6,4 @@ export { waitFor } from './wait.js';
 export { MemoryGossipNetwork, MemoryTransport, memoryStreamPair, type MemoryTransportOptions, type MemoryPacket } from './memory-transport.js';
 export { runTransportCompliance, type TransportPair, type TransportPairFactory } from './transport-compliance.js';
 export { prng } from './prng.js';
+export { ETCD_BIN, EtcdCluster, freePort, TcpProxy, type EtcdClusterOptions } from './etcd-cluster.js';

@@ -37,6 +37,7 @@
  * await agent.stop();
  * ```
  */
+import { readFileSync } from 'node:fs';
 import { errorMessage, MeshfedError } from '../../core/errors.js';
 import type { AgentConfig } from '../../core/config/schema.js';
 import type { AgentPlugin } from '../../core/plugin.js';
@@ -45,6 +46,7 @@ import { HttpTokens } from '../http/index.js';
 import { RouterTokens } from '../router/index.js';
 import { RpcTokens } from '../rpc/index.js';
 import { decode, encode } from '../rpc/msgpack/index.js';
+import { EtcdBackend } from './backend/etcd.js';
 import { localBackend } from './backend/local.js';
 import type { BackendContext, StateBackend } from './backend/types.js';
 import { catalogEndpoints } from './catalog.js';
@@ -55,6 +57,7 @@ import { RegisterRequest } from './structs.js';
 
 export { StateStore } from './store/index.js';
 export { localBackend, type LocalBackendOptions } from './backend/local.js';
+export { EtcdBackend, EtcdBackendErrorCode, type EtcdBackendOptions, type EtcdTlsOptions } from './backend/etcd.js';
 export { StateBackendErrorCode, type ApplyResult, type BackendContext, type BackendSelf, type LeaderInfo, type StateBackend } from './backend/types.js';
 export { ErrNoLeader, StateServer, StateServerErrorCode, type StateCallContext, type StateEndpointSpec, type StateServerOptions } from './server.js';
 export { catalogEndpoints } from './catalog.js';
@@ -101,6 +104,15 @@ function stateConfig(config: AgentConfig): StateConfig {
   return (config as unknown as { state: StateConfig }).state;
 }
 
+function readPem(file: string | undefined, what: string): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new MeshfedError('MESHFED_ERR_CONFIG', `state.etcd.${what}: cannot read ${file}: ${errorMessage(err)}`);
+  }
+}
+
 /** The state plugin. Requires `rpc`; uses `http` and `router` when present. No-op on clients. */
 export function state(options: StatePluginOptions = {}): AgentPlugin {
   return {
@@ -120,7 +132,7 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
             fields: {
               endpoints: { kind: 'list', of: { kind: 'string', doc: 'An etcd client URL, e.g. `http://10.0.0.1:2379`.' }, doc: 'Client URLs of the etcd cluster (required for `etcd`).' },
               prefix: { kind: 'string', doc: 'Key prefix of this datacenter (default `/meshfed/<datacenter>/`).' },
-              lease_ttl: { kind: 'duration', default: '5s', min: '1s', doc: "Leader lease TTL: a dead leader is replaced after about this long." },
+              lease_ttl: { kind: 'duration', default: '5s', min: '2s', doc: "Leader lease TTL: a dead leader is replaced after about this long." },
               dial_timeout: { kind: 'duration', default: '5s', min: '1ms', doc: 'Time to connect to etcd.' },
               request_timeout: { kind: 'duration', default: '5s', min: '1ms', doc: 'A write not acknowledged by etcd within this fails (not acknowledged).' },
               ca_file: { kind: 'string', doc: 'PEM CA of the etcd server certificates (https endpoints).' },
@@ -190,7 +202,18 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
       const makeBackend = (): StateBackend => {
         if (options.backend) return options.backend(ctx);
         if (s.backend === 'etcd') {
-          throw new MeshfedError('MESHFED_ERR_CONFIG', 'etcd backend: wiring pending');
+          const e = s.etcd;
+          const tlsOpts = { ca: readPem(e.ca_file, 'ca_file'), cert: readPem(e.cert_file, 'cert_file'), key: readPem(e.key_file, 'key_file') };
+          return EtcdBackend.create({
+            ...ctx,
+            endpoints: [...(e.endpoints ?? [])],
+            ...(e.prefix !== undefined ? { prefix: e.prefix } : {}),
+            leaseTtlSec: Math.max(2, Math.round(e.lease_ttl / 1000)),
+            dialTimeoutMs: e.dial_timeout,
+            requestTimeoutMs: e.request_timeout,
+            snapshotEvery: s.snapshot_every,
+            ...(tlsOpts.ca || tlsOpts.cert ? { tls: tlsOpts } : {}),
+          });
         }
         return localBackend({ ...ctx, dir: config.data_dir, snapshotEvery: s.snapshot_every });
       };

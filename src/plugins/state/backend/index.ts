@@ -22,3 +22,14 @@ export {
   type EmbeddedBackendOptions,
   type EmbeddedBackendStats,
 } from './embedded.js';
+export {
+  DEFAULT_ETCD_SNAPSHOT_EVERY,
+  EtcdBackend,
+  EtcdBackendErrorCode,
+  MAX_ENTRY_BYTES,
+  SNAPSHOT_CHUNK_BYTES,
+  type EtcdBackendOptions,
+  type EtcdTlsOptions,
+} from './etcd.js';
+export { localBackend, type LocalBackendOptions } from './local.js';
+export { StateBackendErrorCode, type ApplyResult, type BackendContext, type BackendSelf, type LeaderInfo, type StateBackend } from './types.js';

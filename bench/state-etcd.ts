@@ -1,0 +1,91 @@
+/**
+ * Acknowledged writes/s of the etcd state backend vs a bare etcd3 client, same run, same etcd.
+ *
+ * Starts a 1-member etcd cluster on loopback (and a 3-member one with `--three`) through the test
+ * harness, then measures, interleaved over 3 rounds of `BENCH_SECONDS` (default 2) each:
+ * - backend: `EtcdBackend.apply(register command)` on the leader (fenced txn + local apply),
+ * - bare: `etcd3` `put` of the same JSON payload to a fresh key,
+ * at concurrency 1 (sequential) and 16, and prints medians and the ratio backend/bare (target
+ * ≥ 0.8×).
+ *
+ *   node dist/bench/state-etcd.js [--three]
+ */
+import { Etcd3 } from 'etcd3';
+import { MessageType, type Command } from '../src/plugins/state/store/index.js';
+import { EtcdCluster, makeBackend, waitLeader } from '../test/plugins/state/etcd/cluster.js';
+import { machineBusyPercent, median } from './machine.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = 3;
+
+/** A catalog register of a node with one service and one check: a few hundred bytes of JSON. */
+function register(node: string): Command {
+  return {
+    Type: MessageType.Register,
+    Body: {
+      Node: node,
+      Address: '10.1.2.3',
+      TaggedAddresses: { lan: '10.1.2.3', wan: '198.51.100.3' },
+      NodeMeta: { rack: 'r12', zone: 'zone-a' },
+      Service: { ID: 'web-1', Service: 'web', Tags: ['v1', 'primary'], Port: 8080, Meta: { version: '1.4.2' } },
+      Checks: [{ CheckID: 'web-1-http', Name: 'HTTP on :8080', Status: 'passing', ServiceID: 'web-1', Output: 'HTTP GET http://10.1.2.3:8080/health: 200 OK' }],
+    },
+  };
+}
+
+/** Run `op` with `concurrency` loops for `seconds`; ops/s. */
+async function measure(concurrency: number, seconds: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  let n = 0;
+  const end = Date.now() + seconds * 1000;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < end) await op(n++);
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  return n / secs;
+}
+
+async function runCluster(members: number): Promise<void> {
+  const cluster = await EtcdCluster.start(members);
+  const tb = makeBackend(cluster.endpoints(), 'bench1', { prefix: '/bench/', leaseTtlSec: 5, requestTimeoutMs: 5000 });
+  const bare = new Etcd3({ hosts: cluster.endpoints() });
+  try {
+    await tb.backend.start(AbortSignal.timeout(10_000));
+    await waitLeader([tb]);
+    const payload = JSON.stringify(register('bench-node-000000'));
+    let seq = 0;
+    const backendOp = (): Promise<unknown> => tb.backend.apply(register(`bench-${seq++}`));
+    const bareOp = (): Promise<unknown> => bare.put(`/bare/${seq++}`).value(payload).exec();
+    // warm up both paths
+    await measure(4, 1, backendOp);
+    await measure(4, 1, bareOp);
+    const results: Record<string, number[]> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of [1, 16]) {
+        // alternate which side goes first, so neither always runs on a "fresher" etcd
+        const order = round % 2 === 0 ? (['backend', 'bare'] as const) : (['bare', 'backend'] as const);
+        for (const side of order) (results[`${side} c=${c}`] ??= []).push(await measure(c, SECONDS, side === 'backend' ? backendOp : bareOp));
+      }
+    }
+    console.log(`\netcd ${members} member(s), payload ${Buffer.byteLength(payload)} B, ${ROUNDS} rounds × ${SECONDS} s, medians:`);
+    console.log('| concurrency | backend writes/s | bare put/s | **backend / bare** |');
+    console.log('|---|---|---|---|');
+    for (const c of [1, 16]) {
+      const b = median(results[`backend c=${c}`] ?? []);
+      const p = median(results[`bare c=${c}`] ?? []);
+      console.log(`| ${c} | ${Math.round(b)} | ${Math.round(p)} | **${(b / p).toFixed(2)}×** |`);
+    }
+    console.log(`backend status: ${JSON.stringify({ index: tb.backend.status().appliedIndex, seq: tb.backend.status().appliedSeq, snapshotIndex: tb.backend.status().snapshotIndex })}`);
+  } finally {
+    bare.close();
+    await tb.backend.close();
+    await cluster.stop();
+  }
+}
+
+console.log(`machine busy before: ${await machineBusyPercent()} %`);
+await runCluster(1);
+if (process.argv.includes('--three')) await runCluster(3);
+console.log(`machine busy after: ${await machineBusyPercent()} %`);
