@@ -6,3 +6,4 @@ export * from './ads-client.js';
 export * from './client-hello.js';
 export * from './proxy.js';
 export * from './routing.js';
+export * from './gateway.js';

@@ -55,7 +55,14 @@ export class PacketConnPool {
     if (list && list.length === 0) this.#idle.delete(key);
     if (!pc) {
       const conn = await dial();
-      pc = { key, conn, lastUsed: 0, failed: false };
+      const fresh: PooledPacketConn = { key, conn, lastUsed: 0, failed: false };
+      // An idle connection the gateway resets must not become an uncaught 'error': mark it failed
+      // (it is closed instead of reused, and the reaper drops it from the idle list).
+      conn.on('error', () => {
+        fresh.failed = true;
+        conn.destroy();
+      });
+      pc = fresh;
     }
     pc.lastUsed = this.#clock.now();
     pc.failed = false;

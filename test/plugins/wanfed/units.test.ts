@@ -45,6 +45,23 @@ describe('packet connection pool', () => {
   });
 });
 
+test('an idle pooled connection that errors (gateway reset) is dropped, not an uncaught error', async () => {
+  const pool = new PacketConnPool(120_000, new FakeClock());
+  const pc = await pool.acquireOrDial('s1.dc2', async () => new PassThrough());
+  pool.returnOrClose(pc);
+  pc.conn.emit('error', new Error('read ECONNRESET'));
+  assert.equal(pc.conn.destroyed, true);
+  assert.equal(pc.failed, true);
+  let dials = 0;
+  const next = await pool.acquireOrDial('s1.dc2', async () => {
+    dials++;
+    return new PassThrough();
+  });
+  assert.equal(dials, 1, 'the dead connection was reused');
+  assert.notEqual(next.conn, pc.conn);
+  pool.close();
+});
+
 describe('gossip packet stream (server side of consul/wan-gossip/packet)', () => {
   const serve = (opts: { maxIdleMs?: number } = {}) => {
     const [client, server] = duplexPair();
