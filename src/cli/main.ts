@@ -5,6 +5,7 @@
 import { errorMessage } from '../core/errors.js';
 import { MESHFED_VERSION } from '../core/version.js';
 import { agentCommand } from './commands/agent.js';
+import { gatewayCommand } from './commands/gateway.js';
 import { keygenCommand } from './commands/keygen.js';
 import { membersCommand } from './commands/members.js';
 import { tlsCommand } from './commands/tls.js';
@@ -12,7 +13,7 @@ import { versionCommand } from './commands/version.js';
 import { UsageError } from './flags.js';
 import type { CliIo, Command } from './io.js';
 
-const COMMANDS: readonly Command[] = [agentCommand, keygenCommand, membersCommand, tlsCommand, versionCommand];
+const COMMANDS: readonly Command[] = [agentCommand, gatewayCommand, keygenCommand, membersCommand, tlsCommand, versionCommand];
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -42,7 +42,7 @@ describe('meshfed CLI', () => {
   test('--help lists the commands; every command has --help', async () => {
     const r = await run(['--help']);
     assert.equal(r.code, 0);
-    for (const c of ['agent', 'keygen', 'members', 'tls', 'version']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
+    for (const c of ['agent', 'gateway', 'keygen', 'members', 'tls', 'version']) assert.match(r.stdout, new RegExp(`^\\s+${c}\\s`, 'm'));
     for (const args of [['agent', '--help'], ['tls', '--help'], ['tls', 'ca', 'create', '--help'], ['tls', 'cert', 'create', '-h'], ['version', '--help'], ['members', '-h'], ['keygen', '-h']]) {
       const h = await run(args);
       assert.equal(h.code, 0, `${args.join(' ')}: ${h.stderr}`);
@@ -66,6 +66,22 @@ describe('meshfed CLI', () => {
     assert.equal(f.code, 1);
     assert.match(f.stderr, /flag provided but not defined: -nope/);
     assert.doesNotMatch(f.stderr, /\n\s+at /);
+  });
+
+  test('gateway flag errors are Consul’s and exit 1 before anything opens', async () => {
+    const e = await run(['gateway', '-expose-servers', '-address', '127.0.0.1:8443']);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /'-expose-servers' requires '-register'/);
+    const a = await run(['gateway', '-register']);
+    assert.equal(a.code, 1);
+    assert.match(a.stderr, /-address is required/);
+    const b = await run(['gateway', '-register', '-address', 'nohost']);
+    assert.equal(b.code, 1);
+    assert.match(b.stderr, /-address: "nohost" is not host:port/);
+    const c = await run(['gateway', '-register', '-address', '127.0.0.1:8443', '-server', 'x']);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /-server: "x" is not host:port/);
+    assert.doesNotMatch(`${e.stderr}${a.stderr}${b.stderr}${c.stderr}`, /\n\s+at /);
   });
 
   test('invalid configuration: names the key, exits 1, no stack trace; debug shows the stack', async () => {
@@ -95,7 +111,7 @@ describe('meshfed CLI', () => {
 
   test('agent -dev starts, reports where it listens, serves HTTP, and stops cleanly on SIGINT and SIGTERM', async () => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0']);
+      const p = start(['agent', '-dev', '-node', 'dev1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0', '-grpc-port', '0']);
       const addr = await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not report its HTTP address; stderr: ${p.out.stderr}` });
       assert.match(p.out.stdout, /Node name: dev1/);
       assert.match(p.out.stdout, /tls: mutual TLS; ephemeral dev CA/);
@@ -113,7 +129,7 @@ describe('meshfed CLI', () => {
   });
 
   test('members lists the LAN and WAN pools (text, detailed, json); keygen prints a 32-byte key', async () => {
-    const p = start(['agent', '-dev', '-node', 'm1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0']);
+    const p = start(['agent', '-dev', '-node', 'm1', '-http-port', '0', '-server-port', '0', '-serf-lan-port', '0', '-serf-wan-port', '0', '-grpc-port', '0']);
     try {
       const addr = (await waitFor(() => /http listening: http:\/\/(\S+)/.exec(p.out.stdout)?.[1], { timeoutMs: 30_000, message: `agent did not start; stderr: ${p.out.stderr}` })) as string;
       const lan = await run(['members', '-http-addr', addr]);
@@ -174,7 +190,7 @@ describe('meshfed CLI', () => {
         server: true,
         data_dir: join(cwd, 'data'),
         bind_addr: '127.0.0.1',
-        ports: { http: 0, server: 0 },
+        ports: { http: 0, server: 0, grpc: 0 },
         tls: { ca_file: 'consul-agent-ca.pem', cert_file: 'dc1-server-consul-0.pem', key_file: 'dc1-server-consul-0-key.pem', verify_incoming: true, verify_outgoing: true },
       }),
     );

@@ -13,6 +13,8 @@ import { createLogger, isLogLevel, type LogLevel } from '../../core/logger.js';
 import type { AgentPlugin } from '../../core/plugin.js';
 import { acl } from '../../plugins/acl/index.js';
 import { federation } from '../../plugins/federation/index.js';
+import { wanfed } from '../../plugins/wanfed/index.js';
+import { xds } from '../../plugins/xds/index.js';
 import { gossip } from '../../plugins/gossip/index.js';
 import { http } from '../../plugins/http/index.js';
 import { router } from '../../plugins/router/index.js';
@@ -99,7 +101,7 @@ export const DEV_CONFIG: RawConfig = Object.freeze({
 
 /** The first-party plugins that exist so far, in boot order. */
 export function firstPartyPlugins(opts: { dev: boolean }): AgentPlugin[] {
-  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router(), acl(), state(), federation()];
+  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router(), acl(), state(), federation(), xds(), wanfed()];
 }
 
 async function configDirFiles(dir: string): Promise<string[]> {
