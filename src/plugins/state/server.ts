@@ -13,9 +13,9 @@
  */
 import { MeshfedError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Router } from '../router/index.js';
+import { RouterError, type Router } from '../router/index.js';
 import type { ConnPool } from '../rpc/index.js';
-import { defineEndpoint, type AnySchema, type EndpointDefinition, type Infer, type InferInput } from '../rpc/msgpack/index.js';
+import { defineEndpoint, RemoteRpcError, type AnySchema, type EndpointDefinition, type Infer, type InferInput } from '../rpc/msgpack/index.js';
 import type { StateBackend } from './backend/types.js';
 import type { Command, QueryResult, StateStore, WatchSet } from './store/index.js';
 import type { QueryMeta, QueryOptions } from './structs.js';
@@ -121,21 +121,40 @@ export class StateServer {
     if (dc !== '' && dc.toLowerCase() !== o.datacenter.toLowerCase()) {
       const router = o.router;
       if (!router) throw new MeshfedError('MESHFED_ERR_ROUTER_NO_DC_PATH', 'No path to datacenter', { plugin: 'state' });
-      const out: unknown = await router.forwardDC(dc, (s) =>
-        o.pool.callEndpoint({ datacenter: s.datacenter, node: s.shortName, address: s.addr }, def, req as InferInput<Req>, { signal: ctx.signal, blockingWaitMs: waitMs }),
-      );
+      const forward = (): Promise<unknown> =>
+        router.forwardDC(dc, (s) =>
+          o.pool.callEndpoint({ datacenter: s.datacenter, node: s.shortName, address: s.addr }, def, req as InferInput<Req>, { signal: ctx.signal, blockingWaitMs: waitMs }),
+        );
+      const out: unknown = await this.#retryRead(spec.write, ctx, forward);
       return out as InferInput<Res>;
     }
     if ((spec.write || !q.AllowStale) && !o.backend.isLeader()) {
       const leader = o.backend.leader();
       if (!leader) throw new MeshfedError(StateServerErrorCode.NO_LEADER, ErrNoLeader, { plugin: 'state' });
-      const out: unknown = await o.pool.callEndpoint({ datacenter: o.datacenter, node: leader.node, address: leader.address }, def, req as InferInput<Req>, {
-        signal: ctx.signal,
-        blockingWaitMs: waitMs,
-      });
+      const out: unknown = await this.#retryRead(spec.write, ctx, () =>
+        o.pool.callEndpoint({ datacenter: o.datacenter, node: leader.node, address: leader.address }, def, req as InferInput<Req>, {
+          signal: ctx.signal,
+          blockingWaitMs: waitMs,
+        }),
+      );
       return out as InferInput<Res>;
     }
     return spec.handle(req, ctx);
+  }
+
+  /**
+   * Forwarded reads are retried once when the connection failed (a gateway or server restarted
+   * under a pooled session); errors the remote server returned, routing errors and writes are
+   * not (a write may have landed before the connection broke), as Consul's `canRetry`.
+   */
+  async #retryRead<T>(write: boolean, ctx: StateCallContext, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (write || ctx.signal.aborted || err instanceof RemoteRpcError || err instanceof RouterError) throw err;
+      this.#o.logger.debug('forwarded read failed on the connection; retrying once', { err: err instanceof Error ? err.message : String(err) });
+      return call();
+    }
   }
 
   /**

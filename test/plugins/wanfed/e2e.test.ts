@@ -19,7 +19,7 @@ import { http, HttpTokens } from '../../../src/plugins/http/index.js';
 import { loadAdsProtos, MeshGateway } from '../../../src/plugins/mesh-gateway/index.js';
 import { router } from '../../../src/plugins/router/index.js';
 import { rpc } from '../../../src/plugins/rpc/index.js';
-import { state } from '../../../src/plugins/state/index.js';
+import { state, StateTokens } from '../../../src/plugins/state/index.js';
 import { generateCa, generateCert, tls } from '../../../src/plugins/tls/index.js';
 import { wanfed, WanfedTokens } from '../../../src/plugins/wanfed/index.js';
 import { xds, XdsTokens } from '../../../src/plugins/xds/index.js';
@@ -52,6 +52,7 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
   let dir: string;
   const servers: Agent[] = [];
   const gateways: MeshGateway[] = [];
+  const retired: MeshGateway[] = [];
   const accepted: { key: string | number; from: string }[][] = [];
   const protos = loadAdsProtos();
 
@@ -107,7 +108,7 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
   });
 
   after(async () => {
-    for (const g of gateways) await g.stop().catch(() => undefined);
+    for (const g of [...gateways, ...retired]) await g.stop().catch(() => undefined);
     for (const s of servers.reverse()) await s.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -158,5 +159,61 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
       assert.ok(seen.some((c) => c.key === Alpn.WanGossipStream || c.key === Alpn.WanGossipPacket), `${d.dc} never got gossip through a gateway`);
       assert.ok(seen.some((c) => c.key === Alpn.RpcMultiplexV2), `${d.dc} never got RPC through a gateway`);
     }
+  });
+
+  /** Replace gateway `i` with a fresh one on the same address (a gateway restart). */
+  const restartGateway = async (i: number): Promise<void> => {
+    const d = DCS[i] as (typeof DCS)[number];
+    const old = gateways[i] as MeshGateway;
+    const [host, port] = [d.gatewayIp, Number(old.address.split(':').pop())];
+    const agent = servers[i] as Agent;
+    const gw = new MeshGateway({
+      node: `${d.node}-gw`,
+      address: { host, port },
+      exposeServers: true,
+      httpAddr: agent.services.get(HttpTokens.HttpApi).address as string,
+      adsServers: [agent.services.get(XdsTokens.Server).address as string],
+      logger: createMemoryLogger('silent'),
+      protos,
+      proxy: { connect: ({ host: h, port: p }) => netConnect({ host: h, port: p, localAddress: d.gatewayIp }) },
+    });
+    await gw.start();
+    retired.push(old); // its ADS client and check timer are stopped in after()
+    gateways[i] = gw;
+  };
+
+  test('failover: with the primary’s gateway down, secondary leaders dial the primary’s gateways directly after 3 failed rounds, and recover when it returns', async () => {
+    const locator = (i: number) => (servers[i] as Agent).services.get(FederationTokens.Locator);
+    await waitFor(() => locator(1).status().mode === 'local-gateways' && locator(2).status().mode === 'local-gateways', { timeoutMs: 20_000, message: 'secondaries not dialing through their local gateways' });
+    // stop dc1's gateway without deregistering it (a crash): the path dc2 → gw2 → gw1 is gone
+    await (gateways[0] as MeshGateway).proxy.close({ drain: false });
+    await waitFor(() => locator(1).status().mode === 'primary-gateways' && locator(2).status().mode === 'primary-gateways', {
+      timeoutMs: 30_000,
+      message: `secondaries did not switch to the primary's gateways: ${JSON.stringify(locator(1).status().replication)}`,
+    });
+    assert.ok(locator(1).status().replication.consecutive_failures >= 3);
+    await restartGateway(0);
+    await waitFor(() => locator(1).status().mode === 'local-gateways' && locator(2).status().mode === 'local-gateways', {
+      timeoutMs: 40_000,
+      message: `secondaries did not recover: ${JSON.stringify(locator(1).status().replication)}`,
+    });
+    // replication works again end to end: a new gateway in dc1 reaches dc3's replica
+    const res = await fetch(`http://${(servers[0] as Agent).services.get(HttpTokens.HttpApi).address}/v1/catalog/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Node: 'bob-gw2', Address: '127.0.0.31', Service: { Kind: 'mesh-gateway', Service: 'mesh-gateway', ID: 'mesh-gateway', Port: 9999, Meta: { 'consul-wan-federation': '1' } } }),
+    });
+    assert.equal(res.status, 200);
+    await waitFor(() => (servers[2] as Agent).services.get(StateTokens.Store).federationStateGet('dc1').value?.MeshGateways.length === 2, { timeoutMs: 20_000, message: 'dc1 change not replicated to dc3 after recovery' });
+  });
+
+  test('a secondary’s gateway restart: its server keeps (or regains) the WAN pool without a restart', async () => {
+    await (gateways[1] as MeshGateway).proxy.close({ drain: false });
+    await restartGateway(1);
+    await waitFor(() => servers.every((s) => s.services.get(GossipTokens.Wan).members().filter((m) => m.status === 'alive').length === 3), {
+      timeoutMs: 40_000,
+      message: `WAN pool not whole after dc2's gateway came back: ${servers.map((s) => s.services.get(GossipTokens.Wan).members().map((m) => `${m.name}:${m.status}`).join(',')).join(' | ')}`,
+    });
+    const res = await fetch(`http://${(servers[0] as Agent).services.get(HttpTokens.HttpApi).address}/v1/catalog/nodes?dc=dc2`);
+    assert.equal(res.status, 200);
   });
 });
