@@ -316,11 +316,18 @@ export class GatewayLocator {
   /**
    * A gateway (`host:port`) to dial to reach datacenter `dc`, picked uniformly at random from the
    * candidate list after the `onGatewayList` taps filtered/reordered it; `''` when there is none.
+   * `exclude` (a dialer retrying after refused connects) removes those addresses unless nothing
+   * else is left.
    */
-  async pickGateway(dc: string): Promise<string> {
+  async pickGateway(dc: string, exclude?: ReadonlySet<string>): Promise<string> {
     if (!this.#populated) return '';
     const { list, candidates } = this.#candidates(dc === this.#primaryDatacenter);
-    const resolved = this.#gatewayLists ? await this.#gatewayLists.resolve(candidates, { targetDatacenter: dc, list }) : candidates;
+    let resolved = this.#gatewayLists ? await this.#gatewayLists.resolve(candidates, { targetDatacenter: dc, list }) : candidates;
+    // a dialer retrying after a refused connect asks for another gateway; if none is left, any will do
+    if (exclude && exclude.size > 0) {
+      const rest = resolved.filter((c) => !exclude.has(c.address));
+      if (rest.length > 0) resolved = rest;
+    }
     if (resolved.length === 0) return '';
     const i = Math.min(resolved.length - 1, Math.max(0, Math.floor(this.#random() * resolved.length)));
     const chosen = resolved[i] as GatewayCandidate;

@@ -49,6 +49,8 @@ export interface MeshGatewayOptions {
   readonly logger: Logger;
   /** Shared, already loaded ADS protos (tests and several gateways in one process). */
   readonly protos?: AdsProtos;
+  /** How long {@link MeshGateway.start} waits for the first routes over ADS (default 15 s). */
+  readonly routesTimeoutMs?: number;
   /** Extra data-plane options (connect function, timeouts). */
   readonly proxy?: Omit<SniProxyOptions, 'logger'>;
 }
@@ -99,7 +101,20 @@ export class MeshGateway {
       protos: o.protos ?? loadAdsProtos(),
       logger: o.logger.child({ component: 'mesh-gateway.ads' }),
     });
+    // Resolve only once routes are in (as Envoy listens only after LDS): until then every
+    // connection would be refused for want of a route.
+    const routed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), o.routesTimeoutMs ?? 15_000);
+      const onResources = (r: { listeners: readonly unknown[] }): void => {
+        if (r.listeners.length === 0) return; // clusters or endpoints first: not routable yet
+        clearTimeout(timer);
+        this.#ads?.off('resources', onResources);
+        resolve(true);
+      };
+      this.#ads?.on('resources', onResources);
+    });
     this.#ads.start();
+    if (!(await routed)) o.logger.warn('no routes from the servers yet; the gateway refuses connections until they arrive', { servers: o.adsServers.join(',') });
     if (o.register !== false) this.#scheduleCheck();
     o.logger.info('mesh gateway running', { service: this.serviceId, address: this.address, wan: `${(o.wanAddress ?? this.#lan()).host}:${(o.wanAddress ?? this.#lan()).port}` });
   }

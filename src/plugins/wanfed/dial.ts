@@ -12,12 +12,15 @@ import { ErrDCNotAvailable, RouterError, RouterErrorCode } from '../router/index
 import { splitHostPort, tcpConnect } from '../rpc/index.js';
 import type { TlsConfigurator } from '../tls/index.js';
 
+/** Gateway picks per dial: a refused TCP connect to one gateway tries another. */
+export const GATEWAY_DIAL_ATTEMPTS = 4;
+
 /** What the gateway dial needs. */
 export interface GatewayDialOptions {
   /** Mutual-TLS material (CA + this server's certificate). */
   readonly tls: TlsConfigurator;
   /** The gateway locator's pick for a datacenter (`''` = none). */
-  readonly pickGateway: (datacenter: string) => Promise<string>;
+  readonly pickGateway: (datacenter: string, exclude?: ReadonlySet<string>) => Promise<string>;
   readonly signal: AbortSignal;
   /** Handshake deadline (the TCP dial is bounded by `signal`); default 10 s. */
   readonly timeoutMs?: number;
@@ -38,11 +41,29 @@ export function alpnOfTarget(target: DialTarget): string {
  */
 export async function dialViaMeshGateway(target: DialTarget, o: GatewayDialOptions): Promise<TLSSocket> {
   const alpn = alpnOfTarget(target);
-  const gateway = await o.pickGateway(target.datacenter);
-  if (!gateway) throw new RouterError(RouterErrorCode.DC_NOT_AVAILABLE, ErrDCNotAvailable, { datacenter: target.datacenter });
-  const { host, port } = splitHostPort(gateway);
   // gRPC manages its own socket options
   const tuned = alpn !== Alpn.RpcGRPC;
-  const socket = await tcpConnect(host, port, o.signal, { noDelay: tuned, keepAlive: tuned });
+  // A gateway that is registered but down (its check not yet critical) refuses the TCP connect:
+  // pick again, avoiding the ones that failed, a few times before giving up.
+  const failed = new Set<string>();
+  let socket: Awaited<ReturnType<typeof tcpConnect>> | undefined;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < GATEWAY_DIAL_ATTEMPTS && !socket; attempt++) {
+    const gateway = await o.pickGateway(target.datacenter, failed);
+    if (!gateway) break;
+    if (failed.has(gateway)) break; // only failed ones are left
+    const { host, port } = splitHostPort(gateway);
+    try {
+      socket = await tcpConnect(host, port, o.signal, { noDelay: tuned, keepAlive: tuned });
+    } catch (err) {
+      if (o.signal.aborted) throw err;
+      failed.add(gateway);
+      lastError = err;
+    }
+  }
+  if (!socket) {
+    if (lastError instanceof Error) throw lastError;
+    throw new RouterError(RouterErrorCode.DC_NOT_AVAILABLE, ErrDCNotAvailable, { datacenter: target.datacenter });
+  }
   return o.tls.wrapAlpnClient(socket, { datacenter: target.datacenter, node: target.node || '*', alpn, signal: o.signal, ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
 }

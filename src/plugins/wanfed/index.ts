@@ -89,7 +89,7 @@ export function wanfed(): AgentPlugin {
       const tlsConf = services.get(TlsTokens.Configurator);
       hooks.onDial.tapPromise({ stage: Stage.EARLY }, async (target, ctx) => {
         if (target.datacenter === ctx.localDatacenter) return undefined;
-        return dialViaMeshGateway(target, { tls: tlsConf, pickGateway: (dc) => locator.pickGateway(dc), signal: ctx.signal });
+        return dialViaMeshGateway(target, { tls: tlsConf, pickGateway: (dc, exclude) => locator.pickGateway(dc, exclude), signal: ctx.signal });
       });
       hooks.onRpcAccept.for(Alpn.WanGossipPacket).tap({}, (conn, info) => {
         const t = holder.transport;

@@ -18,7 +18,7 @@ import { gossip, GossipTokens } from '../../../src/plugins/gossip/index.js';
 import { http, HttpTokens } from '../../../src/plugins/http/index.js';
 import { loadAdsProtos, MeshGateway } from '../../../src/plugins/mesh-gateway/index.js';
 import { router } from '../../../src/plugins/router/index.js';
-import { rpc } from '../../../src/plugins/rpc/index.js';
+import { rpc, RpcTokens } from '../../../src/plugins/rpc/index.js';
 import { state, StateTokens } from '../../../src/plugins/state/index.js';
 import { generateCa, generateCert, tls } from '../../../src/plugins/tls/index.js';
 import { wanfed, WanfedTokens } from '../../../src/plugins/wanfed/index.js';
@@ -150,14 +150,15 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
     }
   });
 
-  test('no server accepted a connection from another datacenter except through a gateway', () => {
+  test('no server accepted a connection from another datacenter except through a gateway', async () => {
     // One server per datacenter and the test speaks HTTP only: every connection a server's RPC
     // port accepted came from another datacenter, so each must come from a gateway (ALPN, no type byte).
     for (const [i, d] of DCS.entries()) {
       const seen = accepted[i] ?? [];
       assert.deepEqual(seen.filter((c) => !GATEWAY_IPS.has(c.from) || typeof c.key === 'number'), [], `${d.dc} accepted connections not routed by a gateway`);
-      assert.ok(seen.some((c) => c.key === Alpn.WanGossipStream || c.key === Alpn.WanGossipPacket), `${d.dc} never got gossip through a gateway`);
-      assert.ok(seen.some((c) => c.key === Alpn.RpcMultiplexV2), `${d.dc} never got RPC through a gateway`);
+      await waitFor(() => seen.some((c) => c.key === Alpn.WanGossipStream || c.key === Alpn.WanGossipPacket), { timeoutMs: 20_000, message: `${d.dc} never got gossip through a gateway` });
+      await waitFor(() => seen.some((c) => c.key === Alpn.RpcMultiplexV2), { timeoutMs: 20_000, message: `${d.dc} never got RPC through a gateway` });
+      assert.deepEqual(seen.filter((c) => !GATEWAY_IPS.has(c.from) || typeof c.key === 'number'), [], `${d.dc} accepted connections not routed by a gateway`);
     }
   });
 
@@ -204,6 +205,14 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
     });
     assert.equal(res.status, 200);
     await waitFor(() => (servers[2] as Agent).services.get(StateTokens.Store).federationStateGet('dc1').value?.MeshGateways.length === 2, { timeoutMs: 20_000, message: 'dc1 change not replicated to dc3 after recovery' });
+    // that gateway has no listener: dials that pick it must fall over to the real one
+    for (let k = 0; k < 10; k++) {
+      const r = await fetch(`http://${(servers[0] as Agent).services.get(HttpTokens.HttpApi).address}/v1/catalog/nodes?dc=dc3`);
+      assert.equal(r.status, 200, await r.text());
+      (servers[0] as Agent).services.get(RpcTokens.Pool).forget('bonnie'); // force a fresh dial next time
+    }
+    const del = await fetch(`http://${(servers[0] as Agent).services.get(HttpTokens.HttpApi).address}/v1/catalog/deregister`, { method: 'PUT', body: JSON.stringify({ Node: 'bob-gw2' }) });
+    assert.equal(del.status, 200);
   });
 
   test('a secondary’s gateway restart: its server keeps (or regains) the WAN pool without a restart', async () => {
@@ -214,6 +223,6 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
       message: `WAN pool not whole after dc2's gateway came back: ${servers.map((s) => s.services.get(GossipTokens.Wan).members().map((m) => `${m.name}:${m.status}`).join(',')).join(' | ')}`,
     });
     const res = await fetch(`http://${(servers[0] as Agent).services.get(HttpTokens.HttpApi).address}/v1/catalog/nodes?dc=dc2`);
-    assert.equal(res.status, 200);
+    assert.equal(res.status, 200, await res.text());
   });
 });
