@@ -389,6 +389,15 @@ describe('GatewayLocator.pickGateway', () => {
     assert.deepEqual([...seen].sort(), DC2_GWS);
   });
 
+  test('exclude (a dialer retrying after refused connects) skips those gateways unless none is left', async () => {
+    const { locator, store, signal } = newLocator('dc2', 'follower');
+    withSpecData(store);
+    await locator.runOnce(0, signal);
+    const [first, second] = DC2_GWS as [string, string];
+    for (let i = 0; i < 20; i++) assert.equal(await locator.pickGateway('dc2', new Set([first])), second);
+    assert.ok(DC2_GWS.includes(await locator.pickGateway('dc2', new Set(DC2_GWS))), 'all excluded: still picks one');
+  });
+
   test('the candidate list passes through the onGatewayList resolver (filter + reorder), with context and sources', async () => {
     const calls: { candidates: readonly GatewayCandidate[]; ctx: GatewayListContext }[] = [];
     const resolver: GatewayListResolver = {
