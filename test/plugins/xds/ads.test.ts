@@ -276,6 +276,9 @@ describe('xds plugin: ADS server over grpc-js', () => {
     await apply(serverRegistration('s-stale', 'dc1', '127.0.0.1', nextPort++));
     const second = await c.next(CDS, mark);
     assert.notEqual(second.nonce, first.nonce);
+    // the same change also pushes endpoints and listeners: take them before the barrier
+    await c.next(EDS, mark);
+    await c.next(LDS, mark);
     const stats = () => agent.services.get(XdsTokens.Server).stats();
     const { stale_requests: staleBefore, nacks: nacksBefore } = stats();
     const logsBefore = logged('proxy rejected xDS update').length;
