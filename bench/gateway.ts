@@ -35,7 +35,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { generateCa, generateCert } from '../src/plugins/tls/certs.js';
-import { machineBusyPercent, median } from './machine.js';
+import { machineBusyPercent, median, spawnLines, type Spawned } from './machine.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const GATEWAY_CHILD = fileURLToPath(new URL('./gateway-child.js', import.meta.url));
@@ -319,74 +319,6 @@ async function clientLoop(): Promise<void> {
 
 // ---- driver helpers ------------------------------------------------------------------------------
 
-interface Spawned {
-  child: ChildProcess;
-  pid: number;
-  /** The next not-yet-consumed stdout line matching `re` (an `ERROR …` line rejects). */
-  nextLine(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  send(line: string): void;
-}
-
-function spawnLines(cmd: string, args: readonly string[]): Spawned {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let buf = '';
-  let err = '';
-  const waiters = new Set<() => void>();
-  child.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-    for (const w of [...waiters]) w();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-4000);
-  });
-  child.on('exit', () => {
-    for (const w of [...waiters]) w();
-  });
-  return {
-    child,
-    pid: child.pid as number,
-    send: (line) => child.stdin?.write(`${line}\n`),
-    nextLine: (re, timeoutMs = 120_000) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`${args.join(' ')}: no ${re} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const done = (): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        function check(): void {
-          while (lines.length > 0) {
-            const line = lines.shift() as string;
-            if (line.startsWith('ERROR ')) {
-              done();
-              reject(new Error(`${args.join(' ')}: ${line}`));
-              return;
-            }
-            const m = re.exec(line);
-            if (m) {
-              done();
-              resolve(m);
-              return;
-            }
-          }
-          if (child.exitCode !== null || child.signalCode !== null) {
-            done();
-            reject(new Error(`${cmd} ${args.join(' ')} exited (${child.exitCode ?? child.signalCode}) without ${re}: ${err}`));
-          }
-        }
-        waiters.add(check);
-        check();
-      }),
-  };
-}
 
 /** utime+stime of a process in seconds (0 when it is gone). */
 function cpuOf(pid: number): number {

@@ -1,5 +1,5 @@
 /** Shared helpers for benchmarks: machine busy %, medians, child processes that print one line. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** Busy % of all CPUs over `ms` (from /proc/stat), to print before and after a run. */
@@ -49,4 +49,78 @@ export async function startServer(cmd: string, args: readonly string[]): Promise
     c.on('exit', (code) => reject(new Error(`${cmd} exited ${code} before listening`)));
   });
   return { address, stop: () => c.kill('SIGKILL') };
+}
+
+/** A child process whose stdout is read line by line. */
+export interface Spawned {
+  child: ChildProcess;
+  pid: number;
+  /** The next not-yet-consumed stdout line matching `re` (an `ERROR …` line rejects). */
+  nextLine(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  send(line: string): void;
+}
+
+/**
+ * Spawn `cmd` and read its stdout as lines: `nextLine(re)` resolves with the next unread line
+ * matching `re`, rejects on an `ERROR …` line, on exit, or after `timeoutMs` (default 120 s).
+ */
+export function spawnLines(cmd: string, args: readonly string[]): Spawned {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  const waiters = new Set<() => void>();
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+    for (const w of [...waiters]) w();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  child.on('exit', () => {
+    for (const w of [...waiters]) w();
+  });
+  return {
+    child,
+    pid: child.pid as number,
+    send: (line) => child.stdin?.write(`${line}\n`),
+    nextLine: (re, timeoutMs = 120_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`${args.join(' ')}: no ${re} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const done = (): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        function check(): void {
+          while (lines.length > 0) {
+            const line = lines.shift() as string;
+            if (line.startsWith('ERROR ')) {
+              done();
+              reject(new Error(`${args.join(' ')}: ${line}`));
+              return;
+            }
+            const m = re.exec(line);
+            if (m) {
+              done();
+              resolve(m);
+              return;
+            }
+          }
+          if (child.exitCode !== null || child.signalCode !== null) {
+            done();
+            reject(new Error(`${cmd} ${args.join(' ')} exited (${child.exitCode ?? child.signalCode}) without ${re}: ${err}`));
+          }
+        }
+        waiters.add(check);
+        check();
+      }),
+  };
 }

@@ -13,25 +13,20 @@
  * Both datacenters, both gateways and the clients run in this one process on 127.0.0.1, so the
  * ratios matter, not the absolute times.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAgent, silentLogger, type Agent } from '../src/index.js';
-import { federation } from '../src/plugins/federation/index.js';
-import { gossip, GossipTokens } from '../src/plugins/gossip/index.js';
-import { http, HttpTokens } from '../src/plugins/http/index.js';
-import { loadAdsProtos, matchChain, MeshGateway } from '../src/plugins/mesh-gateway/index.js';
-import { router } from '../src/plugins/router/index.js';
-import { rpc, RpcTokens } from '../src/plugins/rpc/index.js';
-import { state } from '../src/plugins/state/index.js';
-import { generateCa, generateCert, tls } from '../src/plugins/tls/index.js';
-import { wanfed } from '../src/plugins/wanfed/index.js';
-import { xds, XdsTokens } from '../src/plugins/xds/index.js';
+import type { Agent } from '../src/index.js';
+import { GossipTokens } from '../src/plugins/gossip/index.js';
+import { HttpTokens } from '../src/plugins/http/index.js';
+import { loadAdsProtos, matchChain, type MeshGateway } from '../src/plugins/mesh-gateway/index.js';
+import { RpcTokens } from '../src/plugins/rpc/index.js';
+import { generateCa } from '../src/plugins/tls/index.js';
 import { waitFor } from '../src/testing/index.js';
+import { startWanfedDatacenter, stopWanfedDatacenters, writeServerTls, type WanfedDatacenter } from '../src/testing/wanfed-datacenter.js';
 import { machineBusyPercent } from './machine.js';
 
 const quick = process.argv.includes('--quick');
-const FAST = { probe_interval: '200ms', probe_timeout: '100ms', gossip_interval: '50ms', push_pull_interval: '2s' };
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,53 +37,17 @@ async function main(): Promise<void> {
   process.stdout.write(`wanfed bench, node ${process.version}; machine busy before: ${await machineBusyPercent()}%\n`);
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-bench-wanfed-'));
   const ca = await generateCa({ domain: 'consul', days: 2 });
-  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
   const protos = loadAdsProtos();
-  const servers: Agent[] = [];
-  const gateways: MeshGateway[] = [];
-  let primaryGateway = '';
+  const dcs: WanfedDatacenter[] = [];
   try {
     for (const [i, d] of [
       { dc: 'dc1', node: 'bob' },
       { dc: 'dc2', node: 'betty' },
     ].entries()) {
-      const cert = await generateCert({ ca, kind: 'server', datacenter: d.dc, domain: 'consul', node: d.node, days: 2 });
-      writeFileSync(join(dir, `${d.node}.pem`), cert.certPem);
-      writeFileSync(join(dir, `${d.node}-key.pem`), cert.keyPem);
-      const agent = await createAgent({
-        config: {
-          node_name: d.node,
-          datacenter: d.dc,
-          primary_datacenter: 'dc1',
-          server: true,
-          bind_addr: '127.0.0.1',
-          ports: { server: 0, serf_lan: 0, serf_wan: 0, http: 0, grpc: 0 },
-          gossip_lan: FAST,
-          gossip_wan: FAST,
-          connect: { enabled: true, enable_mesh_gateway_wan_federation: true },
-          tls: { ca_file: join(dir, 'ca.pem'), cert_file: join(dir, `${d.node}.pem`), key_file: join(dir, `${d.node}-key.pem`), verify_incoming: true, verify_outgoing: true, verify_server_hostname: true },
-          federation: { anti_entropy_interval: '0s', replication_rate: 0 },
-          retry_interval_wan: '500ms',
-          ...(i > 0 ? { primary_gateways: [primaryGateway], primary_gateways_interval: '1s' } : {}),
-        },
-        logger: silentLogger(),
-        plugins: [tls(), rpc(), http(), gossip(), router(), state(), federation(), xds(), wanfed()],
-      });
-      await agent.start();
-      servers.push(agent);
-      const gw = new MeshGateway({
-        node: `${d.node}-gw`,
-        address: { host: '127.0.0.1', port: 0 },
-        exposeServers: true,
-        httpAddr: agent.services.get(HttpTokens.HttpApi).address as string,
-        adsServers: [agent.services.get(XdsTokens.Server).address as string],
-        logger: silentLogger(),
-        protos,
-      });
-      await gw.start();
-      gateways.push(gw);
-      if (i === 0) primaryGateway = gw.address;
+      dcs.push(await startWanfedDatacenter({ dc: d.dc, node: d.node, tls: await writeServerTls(dir, ca, d.dc, d.node), protos, ...(i > 0 ? { primaryGateways: [dcs[0]?.gateway.address as string] } : {}) }));
     }
+    const servers = dcs.map((d) => d.server);
+    const gateways = dcs.map((d) => d.gateway);
     const [s1, s2] = servers as [Agent, Agent];
     await waitFor(() => servers.every((s) => s.services.get(GossipTokens.Wan).members().filter((m) => m.status === 'alive').length === 2), { timeoutMs: 60_000, message: 'WAN pool' });
     const s1Rpc = `127.0.0.1:${s1.services.get(RpcTokens.Listener).address?.split(':').pop()}`;
@@ -149,8 +108,7 @@ async function main(): Promise<void> {
         `p50 ${pct(samples, 50).toFixed(1)} ms, p99 ${pct(samples, 99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms (target p99 < 100 ms: ${pct(samples, 99) < 100 ? 'met' : 'MISSED'})\n`,
     );
   } finally {
-    for (const g of gateways) await g.stop().catch(() => undefined);
-    for (const s of servers.reverse()) await s.stop().catch(() => undefined);
+    await stopWanfedDatacenters(dcs);
     rmSync(dir, { recursive: true, force: true });
   }
   process.stdout.write(`\nmachine busy after: ${await machineBusyPercent()}%\n`);

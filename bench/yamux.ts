@@ -20,7 +20,6 @@
  * Internal modes (spawned by the driver): `serve meshfed|raw`, `client-loop`,
  * `client <kind> <port> <mode> <streams> <bytes> <warmup>` (one run), `idle <count>`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
@@ -29,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { YamuxSession } from '../src/plugins/yamux/index.js';
 import { buildGoPeer } from '../test/interop/go-peer.js';
 import { readExactly, serveOps } from '../test/plugins/yamux/peer-ops.js';
+import { spawnLines, type Spawned } from './machine.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CHUNK = 64 * 1024;
@@ -188,56 +188,6 @@ async function idle(count: number): Promise<void> {
 
 // ---- driver --------------------------------------------------------------------------------------
 
-interface Spawned {
-  child: ChildProcess;
-  /** Resolve with the next not-yet-consumed stdout line matching `re`. */
-  nextLine(re: RegExp): Promise<RegExpExecArray>;
-}
-
-function spawnLines(cmd: string, args: string[]): Spawned {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let buf = '';
-  let err = '';
-  const waiters = new Set<() => void>();
-  child.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-    for (const w of waiters) w();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-4000);
-  });
-  child.on('exit', () => {
-    for (const w of waiters) w();
-  });
-  return {
-    child,
-    nextLine: (re) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          while (lines.length > 0) {
-            const m = re.exec(lines.shift() as string);
-            if (m) {
-              waiters.delete(check);
-              resolve(m);
-              return;
-            }
-          }
-          if (child.exitCode !== null || child.signalCode !== null) {
-            waiters.delete(check);
-            reject(new Error(`${cmd} ${args.join(' ')} exited (${child.exitCode ?? child.signalCode}) without ${re}: ${err}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
-  };
-}
 
 function cpuTicks(pid: number): number {
   // /proc/<pid>/stat fields 14 and 15: utime, stime in clock ticks (100 Hz on Linux).

@@ -17,18 +17,16 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createAgent, silentLogger, type Agent } from '../../src/index.js';
-import { federation, FederationTokens } from '../../src/plugins/federation/index.js';
-import { gossip, GossipTokens } from '../../src/plugins/gossip/index.js';
-import { http, HttpTokens } from '../../src/plugins/http/index.js';
-import { loadAdsProtos, MeshGateway } from '../../src/plugins/mesh-gateway/index.js';
-import { router } from '../../src/plugins/router/index.js';
-import { rpc } from '../../src/plugins/rpc/index.js';
-import { state, StateTokens } from '../../src/plugins/state/index.js';
-import { generateCa, generateCert, tls } from '../../src/plugins/tls/index.js';
-import { wanfed } from '../../src/plugins/wanfed/index.js';
-import { xds, XdsTokens } from '../../src/plugins/xds/index.js';
-import { freePort, waitFor } from '../../src/testing/index.js';
+import type { Agent } from '../../src/index.js';
+import { FederationTokens } from '../../src/plugins/federation/index.js';
+import { GossipTokens } from '../../src/plugins/gossip/index.js';
+import { HttpTokens } from '../../src/plugins/http/index.js';
+import { loadAdsProtos, type MeshGateway } from '../../src/plugins/mesh-gateway/index.js';
+import { StateTokens } from '../../src/plugins/state/index.js';
+import { generateCa, type PemPair } from '../../src/plugins/tls/index.js';
+import { XdsTokens } from '../../src/plugins/xds/index.js';
+import { waitFor } from '../../src/testing/index.js';
+import { startWanfedDatacenter, writeServerTls } from '../../src/testing/wanfed-datacenter.js';
 
 const args = process.argv.slice(2);
 const ephemeral = args.includes('--ephemeral');
@@ -47,9 +45,8 @@ const DCS = [
 
 const log = (line: string): void => void process.stdout.write(`${line}\n`);
 
-/** CA and per-server certificates, generated once into the data directory. */
-async function tlsFiles(): Promise<(node: string) => { ca_file: string; cert_file: string; key_file: string }> {
-  const tlsDir = join(dataDir, 'tls');
+/** The CA, generated once into the data directory (server certificates follow in writeServerTls). */
+async function demoCa(tlsDir: string): Promise<PemPair> {
   const caFile = join(tlsDir, 'consul-agent-ca.pem');
   const caKey = join(tlsDir, 'consul-agent-ca-key.pem');
   mkdirSync(tlsDir, { recursive: true });
@@ -59,15 +56,7 @@ async function tlsFiles(): Promise<(node: string) => { ca_file: string; cert_fil
     writeFileSync(caFile, ca.certPem);
     writeFileSync(caKey, ca.keyPem, { mode: 0o600 });
   }
-  const ca = { certPem: readFileSync(caFile, 'utf8'), keyPem: readFileSync(caKey, 'utf8') };
-  for (const d of DCS) {
-    const cert = join(tlsDir, `${d.node}.pem`);
-    if (existsSync(cert)) continue;
-    const pair = await generateCert({ ca, kind: 'server', datacenter: d.dc, domain: 'consul', node: d.node, days: 365 });
-    writeFileSync(cert, pair.certPem);
-    writeFileSync(join(tlsDir, `${d.node}-key.pem`), pair.keyPem, { mode: 0o600 });
-  }
-  return (node) => ({ ca_file: caFile, cert_file: join(tlsDir, `${node}.pem`), key_file: join(tlsDir, `${node}-key.pem`) });
+  return { certPem: readFileSync(caFile, 'utf8'), keyPem: readFileSync(caKey, 'utf8') };
 }
 
 const servers: Agent[] = [];
@@ -85,47 +74,33 @@ async function stopAll(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const files = await tlsFiles();
+  const tlsDir = join(dataDir, 'tls');
+  const ca = await demoCa(tlsDir);
   const protos = loadAdsProtos();
   let primaryGateway = '';
   for (const [i, d] of DCS.entries()) {
     const port = (fixed: number): number => (ephemeral ? 0 : fixed);
-    const agent = await createAgent({
+    const { server: agent, gateway: gw } = await startWanfedDatacenter({
+      dc: d.dc,
+      node: d.node,
+      tls: await writeServerTls(tlsDir, ca, d.dc, d.node),
+      gatewayNode: `${d.dc}-gateway`,
+      gatewayPort: port(d.gateway),
+      // a secondary is told only where the primary's gateway is
+      ...(i > 0 ? { primaryGateways: [primaryGateway] } : {}),
       config: {
-        node_name: d.node,
-        datacenter: d.dc,
-        primary_datacenter: 'dc1',
-        server: true,
-        bind_addr: '127.0.0.1',
         data_dir: join(dataDir, d.node),
         ports: { server: 0, serf_lan: 0, serf_wan: 0, http: port(d.http), grpc: port(d.grpc) },
         gossip_lan: FAST,
         gossip_wan: FAST,
-        connect: { enabled: true, enable_mesh_gateway_wan_federation: true },
-        tls: { ...files(d.node), verify_incoming: true, verify_outgoing: true, verify_server_hostname: true },
         federation: { anti_entropy_interval: '1s' },
         retry_interval_wan: '1s',
-        // a secondary is told only where the primary's gateway is
-        ...(i > 0 ? { primary_gateways: [primaryGateway], primary_gateways_interval: '1s' } : {}),
       },
-      logger: silentLogger(),
-      plugins: [tls(), rpc(), http(), gossip(), router(), state(), federation(), xds(), wanfed()],
-    });
-    await agent.start();
-    servers.push(agent);
-    const httpAddr = agent.services.get(HttpTokens.HttpApi).address as string;
-    log(`==> ${d.dc}: server ${d.node} up (HTTP ${httpAddr}, ADS ${agent.services.get(XdsTokens.Server).address})${i > 0 ? `, primary_gateways = [${primaryGateway}]` : ''}`);
-    const gw = new MeshGateway({
-      node: `${d.dc}-gateway`,
-      address: { host: '127.0.0.1', port: ephemeral ? await freePort() : d.gateway },
-      exposeServers: true,
-      httpAddr,
-      adsServers: [agent.services.get(XdsTokens.Server).address as string],
-      logger: silentLogger(),
       protos,
     });
-    await gw.start();
+    servers.push(agent);
     gateways.push(gw);
+    log(`==> ${d.dc}: server ${d.node} up (HTTP ${agent.services.get(HttpTokens.HttpApi).address}, ADS ${agent.services.get(XdsTokens.Server).address})${i > 0 ? `, primary_gateways = [${primaryGateway}]` : ''}`);
     log(`==> ${d.dc}: mesh gateway listening on ${gw.address}`);
     if (i === 0) primaryGateway = gw.address;
   }

@@ -11,11 +11,9 @@
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import { errorMessage } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
 import { GoTime } from '../rpc/msgpack/index.js';
-import type { StateServer } from '../state/index.js';
 import { MessageType, type CheckServiceNode, type FederationState } from '../state/store/index.js';
-import type { FederationFeature } from './feature.js';
+import type { FederationRoutineOptions } from './feature.js';
 import { loopBackoffMs, sleep, TokenBucket } from './loop.js';
 import { toWire } from './structs.js';
 
@@ -41,13 +39,7 @@ export function isSameFederationState(prev: Pick<FederationState, 'Datacenter' |
 }
 
 /** Options of {@link FederationAntiEntropy}. */
-export interface AntiEntropyOptions {
-  readonly datacenter: string;
-  readonly primaryDatacenter: string;
-  readonly server: StateServer;
-  readonly feature: FederationFeature;
-  readonly token: () => string;
-  readonly logger: Logger;
+export interface AntiEntropyOptions extends FederationRoutineOptions {
   /** Debounce between syncs (default 5 s; 0 = none). */
   readonly intervalMs?: number;
   /** Whether a datacenter is still known (router), for pruning. */

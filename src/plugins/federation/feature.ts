@@ -9,7 +9,9 @@
  * Fed only by `onMembership` events (plugins never read gossip pools). This server counts as a
  * local server with the feature, so a datacenter of one server without gossip supports it.
  */
+import type { Logger } from '../../core/logger.js';
 import type { Member, MembershipEvent } from '../../core/types.js';
+import type { StateServer } from '../state/index.js';
 
 /** Consul's text when the feature is off. */
 export const ErrFederationStatesNotSupported = 'Federation states are currently disabled until all servers in the datacenter support the feature';
@@ -106,4 +108,19 @@ export class FederationFeature {
     }
     return seen;
   }
+}
+
+/** What every federation leader routine (anti-entropy, replication) works with. */
+export interface FederationRoutineOptions {
+  /** This server's datacenter. */
+  readonly datacenter: string;
+  /** The primary datacenter. */
+  readonly primaryDatacenter: string;
+  /** Routed state RPCs and the local store. */
+  readonly server: StateServer;
+  /** The sticky feature flag. */
+  readonly feature: FederationFeature;
+  /** The replication token (`acl.tokens.replication`), read per use. */
+  readonly token: () => string;
+  readonly logger: Logger;
 }

@@ -49,7 +49,7 @@ import { GatewayLocator } from './locator.js';
 
 export { FederationAntiEntropy, isSameFederationState, DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_PRUNE_INTERVAL_MS, type AntiEntropyDetails, type AntiEntropyOptions } from './anti-entropy.js';
 export { allowAllAuthorizer, federationEndpoints, federationRoutes, MAX_GATEWAYS_PER_STATE, type AuthorizeFn, type FederationAuthorizer, type FederationEndpointsOptions } from './endpoints.js';
-export { ErrFederationStatesNotSupported, FederationFeature, type FederationFeatureOptions } from './feature.js';
+export { ErrFederationStatesNotSupported, FederationFeature, type FederationFeatureOptions, type FederationRoutineOptions } from './feature.js';
 export { ErrReplicationNotSupported, FederationStateReplicator, type ReplicationStatus, type ReplicatorOptions } from './replication.js';
 export * as federationStructs from './structs.js';
 export { GatewayLocator, bestAddress, isUsableFederationGateway, FAILURES_BEFORE_DIALING_DIRECTLY, WAN_FEDERATION_META_KEY, type GatewayLocatorOptions, type GatewayLocatorStatus, type PrimaryDialMode } from './locator.js';

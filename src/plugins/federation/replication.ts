@@ -15,11 +15,9 @@
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import { errorMessage, MeshfedError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
 import type { Infer } from '../rpc/msgpack/index.js';
-import type { StateServer } from '../state/index.js';
 import { MessageType, type FederationState as StoreFederationState } from '../state/store/index.js';
-import type { FederationFeature } from './feature.js';
+import type { FederationRoutineOptions } from './feature.js';
 import { replicationBackoffMs, sleep, TokenBucket } from './loop.js';
 import { fromWire, type IndexedFederationStates, type WireFederationState } from './structs.js';
 
@@ -27,14 +25,7 @@ import { fromWire, type IndexedFederationStates, type WireFederationState } from
 export const ErrReplicationNotSupported = 'Not all servers in the datacenter support federation states - preventing replication';
 
 /** Options of {@link FederationStateReplicator}. */
-export interface ReplicatorOptions {
-  readonly datacenter: string;
-  readonly primaryDatacenter: string;
-  readonly server: StateServer;
-  readonly feature: FederationFeature;
-  /** The replication token (`acl.tokens.replication`), read per round. */
-  readonly token: () => string;
-  readonly logger: Logger;
+export interface ReplicatorOptions extends FederationRoutineOptions {
   /** Told about every fetch (the gateway locator's replication signal). */
   readonly onFetch?: (err: Error | undefined) => void;
   /** Rounds per second (default 4) and burst (default 10). */

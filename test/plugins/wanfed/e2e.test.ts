@@ -6,26 +6,23 @@
  * The secondaries are configured with nothing but the primary's gateway (case-wanfed-gw).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAgent, Stage, type Agent, type AgentPlugin } from '../../../src/index.js';
+import { Stage, type Agent, type AgentPlugin } from '../../../src/index.js';
 import { Alpn } from '../../../src/core/protocol.js';
-import { federation, FederationTokens } from '../../../src/plugins/federation/index.js';
-import { gossip, GossipTokens } from '../../../src/plugins/gossip/index.js';
-import { http, HttpTokens } from '../../../src/plugins/http/index.js';
-import { loadAdsProtos, MeshGateway } from '../../../src/plugins/mesh-gateway/index.js';
-import { router } from '../../../src/plugins/router/index.js';
-import { rpc, RpcTokens } from '../../../src/plugins/rpc/index.js';
-import { state, StateTokens } from '../../../src/plugins/state/index.js';
-import { generateCa, generateCert, tls } from '../../../src/plugins/tls/index.js';
-import { wanfed, WanfedTokens } from '../../../src/plugins/wanfed/index.js';
-import { xds, XdsTokens } from '../../../src/plugins/xds/index.js';
-import { createMemoryLogger, freePort, waitFor } from '../../../src/testing/index.js';
+import { FederationTokens } from '../../../src/plugins/federation/index.js';
+import { GossipTokens } from '../../../src/plugins/gossip/index.js';
+import { HttpTokens } from '../../../src/plugins/http/index.js';
+import { loadAdsProtos, type MeshGateway } from '../../../src/plugins/mesh-gateway/index.js';
+import { RpcTokens } from '../../../src/plugins/rpc/index.js';
+import { StateTokens } from '../../../src/plugins/state/index.js';
+import { generateCa } from '../../../src/plugins/tls/index.js';
+import { WanfedTokens } from '../../../src/plugins/wanfed/index.js';
+import { createMemoryLogger, waitFor } from '../../../src/testing/index.js';
+import { startGatewayFor, startWanfedDatacenter, writeServerTls } from '../../../src/testing/wanfed-datacenter.js';
 
-const FAST = { probe_interval: '200ms', probe_timeout: '100ms', gossip_interval: '50ms', suspicion_mult: 3, push_pull_interval: '2s' };
 const DCS = [
   { dc: 'dc1', node: 'bob', serverIp: '127.0.0.11', gatewayIp: '127.0.0.21' },
   { dc: 'dc2', node: 'betty', serverIp: '127.0.0.12', gatewayIp: '127.0.0.22' },
@@ -59,51 +56,26 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'meshfed-wanfed-e2e-'));
     const ca = await generateCa({ domain: 'consul', days: 2 });
-    writeFileSync(join(dir, 'ca.pem'), ca.certPem);
     let primaryGateway = '';
     for (const [i, d] of DCS.entries()) {
-      const cert = await generateCert({ ca, kind: 'server', datacenter: d.dc, domain: 'consul', node: d.node, days: 2 });
-      writeFileSync(join(dir, `${d.node}.pem`), cert.certPem);
-      writeFileSync(join(dir, `${d.node}-key.pem`), cert.keyPem);
       const seen: { key: string | number; from: string }[] = [];
       accepted.push(seen);
-      const agent = await createAgent({
-        config: {
-          node_name: d.node,
-          datacenter: d.dc,
-          primary_datacenter: 'dc1',
-          server: true,
-          bind_addr: d.serverIp,
-          ports: { server: 0, serf_lan: 0, serf_wan: 0, http: 0, grpc: 0 },
-          gossip_lan: FAST,
-          gossip_wan: FAST,
-          connect: { enabled: true, enable_mesh_gateway_wan_federation: true },
-          tls: { ca_file: join(dir, 'ca.pem'), cert_file: join(dir, `${d.node}.pem`), key_file: join(dir, `${d.node}-key.pem`), verify_incoming: true, verify_outgoing: true, verify_server_hostname: true },
-          federation: { anti_entropy_interval: '0s', replication_rate: 0 },
-          retry_interval_wan: '500ms',
-          ...(i > 0 ? { primary_gateways: [primaryGateway], primary_gateways_interval: '1s' } : {}),
-        },
-        host: { hostname: d.node, privateIPv4: d.serverIp },
-        logger: createMemoryLogger('silent'),
-        plugins: [acceptRecorder(seen), tls(), rpc(), http(), gossip({ serf: { leavePropagateDelayMs: 0 } }), router(), state(), federation(), xds(), wanfed()],
-      });
-      await agent.start();
-      servers.push(agent);
-      const port = await freePort();
-      const gw = new MeshGateway({
-        node: `${d.node}-gw`,
-        address: { host: d.gatewayIp, port },
-        exposeServers: true,
-        httpAddr: agent.services.get(HttpTokens.HttpApi).address as string,
-        adsServers: [agent.services.get(XdsTokens.Server).address as string],
+      const { server, gateway } = await startWanfedDatacenter({
+        dc: d.dc,
+        node: d.node,
+        tls: await writeServerTls(dir, ca, d.dc, d.node),
+        serverIp: d.serverIp,
+        gatewayIp: d.gatewayIp,
+        // the gateway's upstream connections leave from its own address, so servers can tell them apart
+        gatewaySourceAddress: true,
+        ...(i > 0 ? { primaryGateways: [primaryGateway] } : {}),
+        extraPlugins: [acceptRecorder(seen)],
         logger: createMemoryLogger('silent'),
         protos,
-        // the gateway's upstream connections leave from its own address, so servers can tell them apart
-        proxy: { connect: ({ host, port: p }) => netConnect({ host, port: p, localAddress: d.gatewayIp }) },
       });
-      await gw.start();
-      gateways.push(gw);
-      if (i === 0) primaryGateway = gw.address;
+      servers.push(server);
+      gateways.push(gateway);
+      if (i === 0) primaryGateway = gateway.address;
     }
   });
 
@@ -166,19 +138,14 @@ describe('WAN federation through mesh gateways (TestServer_JoinWAN_viaMeshGatewa
   const restartGateway = async (i: number): Promise<void> => {
     const d = DCS[i] as (typeof DCS)[number];
     const old = gateways[i] as MeshGateway;
-    const [host, port] = [d.gatewayIp, Number(old.address.split(':').pop())];
-    const agent = servers[i] as Agent;
-    const gw = new MeshGateway({
+    const gw = await startGatewayFor(servers[i] as Agent, {
       node: `${d.node}-gw`,
-      address: { host, port },
-      exposeServers: true,
-      httpAddr: agent.services.get(HttpTokens.HttpApi).address as string,
-      adsServers: [agent.services.get(XdsTokens.Server).address as string],
+      ip: d.gatewayIp,
+      port: Number(old.address.split(':').pop()),
+      sourceAddress: true,
       logger: createMemoryLogger('silent'),
       protos,
-      proxy: { connect: ({ host: h, port: p }) => netConnect({ host: h, port: p, localAddress: d.gatewayIp }) },
     });
-    await gw.start();
     retired.push(old); // its ADS client and check timer are stopped in after()
     gateways[i] = gw;
   };
