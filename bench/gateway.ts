@@ -5,6 +5,8 @@
  *   node dist/bench/gateway.js --quick    # 2 rounds, smaller runs, about 35 s
  *   node dist/bench/gateway.js --profile  # no comparison: --cpu-prof the gateway child under
  *                                         # bulk (C=16) and under new connections, one profile
+ *   node dist/bench/gateway.js --split    # like --profile without the profiler: the user/sys
+ *                                         # CPU split of both proxies per workload
  *                                         # each, plus user/sys CPU of both proxies per workload
  *
  * Method (see the gateway benchmark notes): one long-lived TLS 1.3 server (node:tls, own process:
@@ -38,7 +40,8 @@ import { generateCa, generateCert } from '../src/plugins/tls/certs.js';
 import { machineBusyPercent, median, spawnLines, type Spawned } from './machine.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const GATEWAY_CHILD = fileURLToPath(new URL('./gateway-child.js', import.meta.url));
+/** The gateway child; MESHFED_BENCH_GATEWAY_CHILD overrides it (to compare a modified data plane). */
+const GATEWAY_CHILD = process.env['MESHFED_BENCH_GATEWAY_CHILD'] ?? fileURLToPath(new URL('./gateway-child.js', import.meta.url));
 const SNI = 'bench.gateway.test';
 const CHUNK = 64 * 1024;
 const MiB = 1024 * 1024;
@@ -472,7 +475,8 @@ type ConnFn = (p: PathInfo, ms: number) => Promise<{ perSec: number; cpuUs: numb
 /**
  * `--profile`: for each workload a fresh gateway child under `--cpu-prof` (one profile per
  * workload), and the user/system split of both proxies' CPU for the same workload (nginx is not
- * profiled; the profiler's own overhead inflates the gateway's figures a little).
+ * profiled; the profiler's own overhead inflates the gateway's figures a little). `--split`: the
+ * same passes without the profiler (the split as it is in the comparison).
  */
 async function profilePasses(
   out: (s: string) => void,
@@ -482,6 +486,7 @@ async function profilePasses(
   bulk: BulkFn,
   connRate: ConnFn,
   quick: boolean,
+  cpuProf: boolean,
 ): Promise<void> {
   const profRoot = mkdtempSync(join(tmpdir(), 'meshfed-gw-prof-'));
   const workloads: Array<[string, (p: PathInfo) => Promise<number>]> = [
@@ -506,7 +511,7 @@ async function profilePasses(
   ];
   for (const [name, run] of workloads) {
     const dir = join(profRoot, name);
-    const gw = spawnLines(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, GATEWAY_CHILD, String(serverPort), SNI]);
+    const gw = spawnLines(process.execPath, [...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), GATEWAY_CHILD, String(serverPort), SNI]);
     const port = Number((await gw.nextLine(/^LISTEN (\d+)/))[1]);
     const targets: PathInfo[] = [...paths.filter((p) => p.name === 'nginx'), { name: 'meshfed', port, proxyPids: () => [gw.pid] }];
     for (const p of targets) {
@@ -524,15 +529,15 @@ async function profilePasses(
       });
       const unit = name === 'bulk' ? 'CPU-s/GB' : 'CPU-µs/conn';
       const scale = name === 'bulk' ? 1 : 1e6;
-      out(`profile ${name.padEnd(5)} ${p.name.padEnd(7)}: ${unit} user ${fmt((user * scale) / units, 2)} + sys ${fmt((sys * scale) / units, 2)} = ${fmt(((user + sys) * scale) / units, 2)}${p.name === 'meshfed' ? ' (under --cpu-prof)' : ''}`);
+      out(`profile ${name.padEnd(5)} ${p.name.padEnd(7)}: ${unit} user ${fmt((user * scale) / units, 2)} + sys ${fmt((sys * scale) / units, 2)} = ${fmt(((user + sys) * scale) / units, 2)}${p.name === 'meshfed' && cpuProf ? ' (under --cpu-prof)' : ''}`);
     }
     gw.child.kill('SIGTERM');
     await new Promise((r) => gw.child.once('exit', r));
-    out(`gateway CPU profile (${name}): ${readdirSync(dir).map((f) => join(dir, f)).join(' ')}`);
+    if (cpuProf) out(`gateway CPU profile (${name}): ${readdirSync(dir).map((f) => join(dir, f)).join(' ')}`);
   }
 }
 
-async function driver(quick: boolean, profile: boolean): Promise<void> {
+async function driver(quick: boolean, profile: 'cpu-prof' | 'split' | undefined): Promise<void> {
   const rounds = quick ? 2 : 5;
   const bulkBytes = (quick ? 128 : 512) * MiB;
   const connMs = quick ? 1500 : 3000;
@@ -620,7 +625,7 @@ async function driver(quick: boolean, profile: boolean): Promise<void> {
     const allPids = (): number[] => [server.pid, client.pid, gw.pid, ...paths.flatMap((p) => p.proxyPids())].filter((v, i, a) => a.indexOf(v) === i);
 
     if (profile) {
-      await profilePasses(out, paths, serverPort, job, bulk, connRate, quick);
+      await profilePasses(out, paths, serverPort, job, bulk, connRate, quick, profile === 'cpu-prof');
       return;
     }
 
@@ -796,4 +801,4 @@ async function driver(quick: boolean, profile: boolean): Promise<void> {
 const [, , cmd, ...rest] = process.argv;
 if (cmd === 'serve') await serve(rest[0] as string, rest[1] as string);
 else if (cmd === 'client-loop') await clientLoop();
-else await driver(process.argv.includes('--quick'), process.argv.includes('--profile'));
+else await driver(process.argv.includes('--quick'), process.argv.includes('--profile') ? 'cpu-prof' : process.argv.includes('--split') ? 'split' : undefined);

@@ -180,11 +180,19 @@ function wrapTap(tap: AnyTap, hook: string): AnyTap {
       return {
         ...tap,
         fn: (...args: unknown[]) => {
+          let r: unknown;
           try {
-            return fn(...args);
+            r = fn(...args);
           } catch (err) {
             throw tapFailure(err, plugin, hook);
           }
+          if (isThenable(r)) {
+            // An async function given to tap(): nobody would await it (and its errors would be
+            // lost). Refuse loudly instead.
+            Promise.resolve(r).catch(() => undefined);
+            throw tapFailure(new TypeError('tap() handler returned a promise: use tapPromise() for async handlers'), plugin, hook);
+          }
+          return r;
         },
       };
     case 'promise':

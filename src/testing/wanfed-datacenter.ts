@@ -1,6 +1,6 @@
 /**
  * A datacenter of WAN federation via mesh gateways on one host, for tests, benchmarks and the
- * demo: one server (tls, rpc, http, gossip, router, state, federation, xds, wanfed) and one
+ * demo: one server (tls, rpc, http, gossip, router, grpc, state, federation, xds, wanfed) and one
  * built-in mesh gateway fed by that server over ADS. Not exported from `meshfed/testing`'s index
  * (it pulls in every plugin): import `meshfed/testing/wanfed-datacenter` directly.
  *
@@ -14,7 +14,6 @@
  * ```
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { createAgent, type Agent } from '../core/agent.js';
 import type { Logger } from '../core/logger.js';
@@ -22,6 +21,7 @@ import { silentLogger } from '../core/logger.js';
 import type { AgentPlugin } from '../core/plugin.js';
 import { federation } from '../plugins/federation/index.js';
 import { gossip } from '../plugins/gossip/index.js';
+import { grpc } from '../plugins/grpc/index.js';
 import { http, HttpTokens } from '../plugins/http/index.js';
 import { MeshGateway, type AdsProtos } from '../plugins/mesh-gateway/index.js';
 import { router } from '../plugins/router/index.js';
@@ -116,7 +116,7 @@ export async function startWanfedDatacenter(o: WanfedDatacenterOptions): Promise
     },
     host: { hostname: o.node, privateIPv4: serverIp },
     logger,
-    plugins: [...(o.extraPlugins ?? []), tls(), rpc(), http(), gossip({ serf: { leavePropagateDelayMs: 0 } }), router(), state(), federation(), xds(), wanfed()],
+    plugins: [...(o.extraPlugins ?? []), tls(), rpc(), http(), gossip({ serf: { leavePropagateDelayMs: 0 } }), router(), grpc(), state(), federation(), xds(), wanfed()],
   });
   await server.start();
   let gateway: MeshGateway;
@@ -162,7 +162,7 @@ export async function startGatewayFor(server: Agent, o: GatewayForOptions): Prom
     adsServers: [server.services.get(XdsTokens.Server).address as string],
     logger: o.logger,
     ...(o.protos ? { protos: o.protos } : {}),
-    ...(o.sourceAddress ? { proxy: { connect: ({ host, port }) => netConnect({ host, port, localAddress: o.ip }) } } : {}),
+    ...(o.sourceAddress ? { proxy: { sourceAddress: o.ip } } : {}),
   });
   await gateway.start();
   return gateway;

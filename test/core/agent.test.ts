@@ -134,6 +134,24 @@ describe('agent boot', () => {
     await agent.stop();
   });
 
+  test('an async function given to tap() (not tapPromise) fails start instead of running unawaited', async () => {
+    let ran = false;
+    const p: AgentPlugin = {
+      name: 'forgetful',
+      apply: ({ hooks }) =>
+        // Type-checks (an async function is a () => void), which is why the kernel checks it.
+        // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the mistake under test
+        hooks.onStarted.tap({}, async () => {
+          ran = true;
+          await Promise.resolve();
+        }),
+    };
+    const agent = await createAgent({ config: {}, host, logger: quiet(), plugins: [p] });
+    await assert.rejects(agent.start(), (err: MeshfedError) => err.plugin === 'forgetful' && err.hook === 'onStarted' && /use tapPromise\(\)/.test(err.message));
+    assert.equal(ran, true);
+    await agent.stop().catch(() => undefined);
+  });
+
   test('a synchronous throwing tap in a lifecycle hook fails start naming plugin and hook', async () => {
     const p: AgentPlugin = { name: 'early', apply: ({ hooks }) => hooks.onStarting.tap({}, () => { throw new Error('not ready'); }) };
     const agent = await createAgent({ config: {}, host, logger: quiet(), plugins: [p] });

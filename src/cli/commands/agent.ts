@@ -16,6 +16,7 @@ import { federation } from '../../plugins/federation/index.js';
 import { wanfed } from '../../plugins/wanfed/index.js';
 import { xds } from '../../plugins/xds/index.js';
 import { gossip } from '../../plugins/gossip/index.js';
+import { grpc } from '../../plugins/grpc/index.js';
 import { http } from '../../plugins/http/index.js';
 import { router } from '../../plugins/router/index.js';
 import { state } from '../../plugins/state/index.js';
@@ -101,7 +102,7 @@ export const DEV_CONFIG: RawConfig = Object.freeze({
 
 /** The first-party plugins that exist so far, in boot order. */
 export function firstPartyPlugins(opts: { dev: boolean }): AgentPlugin[] {
-  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router(), acl(), state(), federation(), xds(), wanfed()];
+  return [tls({ dev: opts.dev }), rpc(), http(), gossip(), router(), grpc(), acl(), state(), federation(), xds(), wanfed()];
 }
 
 async function configDirFiles(dir: string): Promise<string[]> {

@@ -22,6 +22,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'service', kind: 'string', usage: 'Service name.', metavar: 'NAME', defaultText: 'mesh-gateway' },
   { name: 'service-id', kind: 'string', usage: 'Service ID (also the ADS node id).', metavar: 'ID', defaultText: 'the service name' },
   { name: 'node', kind: 'string', usage: 'Catalog node to register under.', metavar: 'NAME', defaultText: '<hostname>-gateway' },
+  { name: 'data-plane', kind: 'string', usage: 'How bytes are moved: auto (libuv handles where this Node provides them), handles, or streams (net.Socket).', metavar: 'PLANE', defaultText: 'auto' },
   { name: 'log-level', kind: 'string', usage: 'trace, debug, info, warn, error or silent.', metavar: 'LEVEL', defaultText: 'info' },
 ];
 
@@ -55,6 +56,8 @@ export const gatewayCommand: Command = {
     const wanAddress = wanText ? parseHostPort(wanText, '-wan-address') : undefined;
     const levelText = (f.values.get('log-level') as string | undefined) ?? 'info';
     if (!isLogLevel(levelText)) throw new UsageError(`invalid -log-level "${levelText}": use trace, debug, info, warn, error or silent`);
+    const plane = (f.values.get('data-plane') as string | undefined) ?? 'auto';
+    if (plane !== 'auto' && plane !== 'handles' && plane !== 'streams') throw new UsageError(`invalid -data-plane "${plane}": use auto, handles or streams`);
     const servers = (f.values.get('server') as readonly string[] | undefined) ?? [];
     for (const s of servers) parseHostPort(s, '-server');
     const token = (f.values.get('token') as string | undefined) ?? process.env['MESHFED_HTTP_TOKEN'];
@@ -72,9 +75,10 @@ export const gatewayCommand: Command = {
       adsServers: servers.length > 0 ? servers : ['127.0.0.1:8502'],
       ...(token ? { token } : {}),
       logger: createLogger({ level: levelText, stream: io.stderr }),
+      proxy: { dataPlane: plane },
     });
     await gw.start();
-    io.stdout.write(`==> mesh gateway ${gw.serviceId} listening on ${gw.address}${expose ? ' (exposing servers for WAN federation)' : ''}\n`);
+    io.stdout.write(`==> mesh gateway ${gw.serviceId} listening on ${gw.address} (${gw.proxy.dataPlane} data plane)${expose ? ', exposing servers for WAN federation' : ''}\n`);
     if (!io.shutdownSignal.aborted) await new Promise<void>((r) => io.shutdownSignal.addEventListener('abort', () => r(), { once: true }));
     io.stdout.write('==> shutting down\n');
     await gw.stop();

@@ -176,6 +176,7 @@ export class GatewayLocator {
   readonly #onFederationStatesSeen: (() => void) | undefined;
 
   #populated = false;
+  readonly #changeListeners = new Set<() => void>();
   #primaryGateways: string[] = [];
   #localGateways: string[] = [];
   #fallback: string[] = [];
@@ -265,7 +266,34 @@ export class GatewayLocator {
 
   #logIfFlipped(before: boolean): void {
     const after = this.dialPrimaryThroughLocalGateway();
-    if (after !== before) this.#logDialingMode(after);
+    if (after === before) return;
+    this.#logDialingMode(after);
+    // the primary's candidate list switches between the local and the primary's gateways
+    this.#emitChange();
+  }
+
+  // ---- change notification -------------------------------------------------------------------
+
+  /**
+   * Call `listener` (synchronously, after the change) whenever the candidates of
+   * {@link listGateways} may have changed: new gateway lists from federation state, the first
+   * read of the table, a new fallback list, or a flip of the primary dialing mode. Returns the
+   * unsubscribe function. A throwing listener is logged and does not affect the others.
+   */
+  onChange(listener: () => void): () => void {
+    const wrapped = (): void => listener();
+    this.#changeListeners.add(wrapped);
+    return () => void this.#changeListeners.delete(wrapped);
+  }
+
+  #emitChange(): void {
+    for (const l of [...this.#changeListeners]) {
+      try {
+        l();
+      } catch (err) {
+        this.#log.error('gateway locator change listener failed', { err });
+      }
+    }
   }
 
   #logDialingMode(viaLocal: boolean): void {
@@ -281,6 +309,7 @@ export class GatewayLocator {
     if (sameList(sorted, this.#fallback)) return;
     this.#fallback = sorted;
     this.#log.info('updated fallback list of primary mesh gateways', { mesh_gateways: sorted });
+    this.#emitChange();
   }
 
   /** A copy of the fallback list, sorted. */
@@ -321,8 +350,7 @@ export class GatewayLocator {
    */
   async pickGateway(dc: string, exclude?: ReadonlySet<string>): Promise<string> {
     if (!this.#populated) return '';
-    const { list, candidates } = this.#candidates(dc === this.#primaryDatacenter);
-    let resolved = this.#gatewayLists ? await this.#gatewayLists.resolve(candidates, { targetDatacenter: dc, list }) : candidates;
+    let resolved = await this.#resolvedCandidates(dc);
     // a dialer retrying after a refused connect asks for another gateway; if none is left, any will do
     if (exclude && exclude.size > 0) {
       const rest = resolved.filter((c) => !exclude.has(c.address));
@@ -333,6 +361,21 @@ export class GatewayLocator {
     const chosen = resolved[i] as GatewayCandidate;
     this.#log.trace('picking gateway for transit', { gateway: chosen.address, source: this.#datacenter, dest: dc, learned_from: chosen.source });
     return chosen.address;
+  }
+
+  /**
+   * The gateways {@link pickGateway} picks from for datacenter `dc` (after the `onGatewayList`
+   * taps), in the order the taps left them; empty until {@link populated} or when none is known.
+   * The gRPC resolver uses it as the endpoints of a remote datacenter.
+   */
+  async candidateGateways(dc: string): Promise<string[]> {
+    if (!this.#populated) return [];
+    return (await this.#resolvedCandidates(dc)).map((c) => c.address);
+  }
+
+  async #resolvedCandidates(dc: string): Promise<readonly GatewayCandidate[]> {
+    const { list, candidates } = this.#candidates(dc === this.#primaryDatacenter);
+    return this.#gatewayLists ? this.#gatewayLists.resolve(candidates, { targetDatacenter: dc, list }) : candidates;
   }
 
   // ---- refresh (spec §4.4) -------------------------------------------------------------------
@@ -395,6 +438,7 @@ export class GatewayLocator {
     const primaryAddrs = primary.map((g) => bestAddress(g, true)).sort(byString);
     const localAddrs = local.map((g) => bestAddress(g, false)).sort(byString);
 
+    const first = !this.#populated;
     this.#populated = true;
     let changed = false;
     let primaryReady = false;
@@ -408,6 +452,7 @@ export class GatewayLocator {
       changed = true;
     }
     if (changed) this.#log.info('new cached locations of mesh gateways', { primary: primaryAddrs, local: localAddrs });
+    if (changed || first) this.#emitChange();
     if (primaryReady && this.#primaryReadyResolve) {
       this.#primaryReadyResolve();
       this.#primaryReadyResolve = undefined;

@@ -55,11 +55,11 @@ export interface MeshGatewayOptions {
   readonly proxy?: Omit<SniProxyOptions, 'logger'>;
 }
 
-/** Parse `host:port` (IPv6 in brackets). */
-export function parseHostPort(text: string, what: string): HostPort {
+/** Parse `host:port` (IPv6 in brackets); port 0 ("any free port") only with `allowPortZero`. */
+export function parseHostPort(text: string, what: string, options: { readonly allowPortZero?: boolean } = {}): HostPort {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port > 0 && port < 65536)) throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', `${what}: "${text}" is not host:port (e.g. 10.0.0.5:8443)`, { plugin: 'mesh-gateway' });
+  if (!m || !((port > 0 || (port === 0 && options.allowPortZero === true)) && port < 65536)) throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', `${what}: "${text}" is not host:port (e.g. 10.0.0.5:8443)`, { plugin: 'mesh-gateway' });
   return { host: (m[1] ?? m[2]) as string, port };
 }
 

@@ -7,3 +7,4 @@ export * from './client-hello.js';
 export * from './proxy.js';
 export * from './routing.js';
 export * from './gateway.js';
+export * from './plugin.js';

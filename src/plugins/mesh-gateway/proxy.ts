@@ -2,24 +2,38 @@
  * The mesh gateway's data plane: a TLS-passthrough SNI proxy (spec §9.3, §9.6). Per connection it
  * reads the ClientHello without decrypting, picks the filter chain by server name, picks an
  * endpoint of the chain's cluster, connects (trying the next endpoint on failure), forwards the
- * ClientHello bytes, then splices both directions with `pipe()` until both sides are done.
+ * ClientHello bytes, then splices both directions until both sides are done (half-close: an
+ * end-of-stream from one side is passed on as a shutdown of the other's write side).
+ *
+ * Two interchangeable data planes move the bytes (routing, refusals, counters and closing rules
+ * are shared):
+ * - **`handles`** (the default where available): drives libuv TCP handles directly
+ *   (`tcp-handles.ts`), reading into fixed per-connection buffers (16 KiB, grown to 64 KiB for a
+ *   direction that fills its buffer) and writing straight to the other handle; a write that does
+ *   not finish at once stops reading on the source until it does (backpressure). Deadlines are
+ *   checked by one sweep timer, not a timer per connection. About half the CPU per connection of
+ *   the `streams` plane.
+ * - **`streams`**: `net.Socket`s and `pipe()`, used for sockets handed to {@link SniProxy.handle},
+ *   with a custom {@link SniProxyOptions.connect}, when asked for, or when this Node does not
+ *   provide the handle bindings.
  *
  * Cost notes (see the gateway benchmark notes): handlers are shared module-level functions that
- * find their connection through a symbol-keyed property, so a connection costs two sockets, one
- * small state object and no closures; timeouts use the sockets' own idle timers; bytes are counted
- * from the sockets' counters, never per chunk.
+ * find their connection through a symbol-keyed property, so a connection costs its two sockets,
+ * one small state object and no closures.
  *
  * Closing rules (the `pipe()` leak trap): when one side closes with an error, or without having
- * read its peer's end-of-stream, the other side is destroyed at once; a side that closed cleanly
- * has already passed its EOF on, so the other side finishes its writes and closes by itself.
+ * read its peer's end-of-stream, the other side is closed at once; a side that ended cleanly has
+ * passed its EOF on, so the other side finishes its writes and ends by itself; once both
+ * directions have ended and flushed, both are closed.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import type { Logger } from '../../core/logger.js';
 import { ClientHelloReader, DEFAULT_MAX_CLIENT_HELLO_BYTES } from './client-hello.js';
-import type { ClientHelloRejection } from './client-hello.js';
+import type { ClientHello, ClientHelloRejection } from './client-hello.js';
 import {
   MeshGatewayErrorCode,
   compileRoutingTable,
@@ -31,6 +45,7 @@ import {
   type RouteEndpoint,
   type RoutingTable,
 } from './routing.js';
+import { loadTcpHandles, UV_EOF, type TcpConnectReq, type TcpHandle, type TcpHandleApi, type SockAddr, type TcpShutdownReq, type TcpWriteReq } from './tcp-handles.js';
 
 /** Why a connection was closed before it was spliced to an upstream. */
 export type RefusalReason =
@@ -74,8 +89,13 @@ export interface SniProxyOptions {
   readonly defaultConnectTimeoutMs?: number;
   /** Endpoint choice: `round-robin` (default) or `random`. */
   readonly balance?: 'round-robin' | 'random';
-  /** Opens upstream connections (default `net.connect`). */
+  /** Opens upstream connections (default `net.connect`); implies the `streams` data plane. */
   readonly connect?: ConnectFn;
+  /**
+   * Local address upstream connections are made from (both planes; default: the kernel's choice).
+   * An IP address of this host, e.g. the gateway's own address when servers must see it as the peer.
+   */
+  readonly sourceAddress?: string;
   /** Resolves hostname endpoints (default `dns.lookup` with the cluster's family). */
   readonly lookup?: LookupFn;
   /** Refusals within one window above which a warning is logged (default 100). */
@@ -84,6 +104,11 @@ export interface SniProxyOptions {
   readonly floodWindowMs?: number;
   /** `backlog` passed to `listen` (default 511). */
   readonly backlog?: number;
+  /**
+   * Which data plane moves the bytes (see the module notes): `auto` (default) uses `handles` when
+   * this Node provides them and no custom {@link connect} is given, else `streams`.
+   */
+  readonly dataPlane?: 'auto' | 'handles' | 'streams';
 }
 
 /** Per-cluster counters in {@link SniProxyStats}. */
@@ -128,16 +153,18 @@ export interface CloseOptions {
 
 const kConn = Symbol('meshfed.mesh-gateway.conn');
 
+/** Per-direction read buffer of the handles plane: starts small, grows once a read fills it. */
+const SMALL_BUFFER = 16 * 1024;
+const LARGE_BUFFER = 64 * 1024;
+
 /** A socket carrying its connection state. */
-type TaggedSocket = net.Socket & { [kConn]?: Conn };
+type TaggedSocket = net.Socket & { [kConn]?: StreamConn };
 
 type Phase = 'peek' | 'route' | 'connect' | 'splice';
 
-/** State of one proxied connection. */
-class Conn {
+/** What routing, refusals and counters need of a connection, whichever plane moves its bytes. */
+abstract class BaseConn {
   phase: Phase = 'peek';
-  readonly client: TaggedSocket;
-  upstream: TaggedSocket | undefined = undefined;
   reader: ClientHelloReader | undefined;
   hello: Buffer | undefined = undefined;
   sni = '';
@@ -148,59 +175,160 @@ class Conn {
   /** When the ClientHello must be complete (ms since the epoch). */
   helloDeadline = 0;
   refusal: RefusalReason | undefined = undefined;
-  clientClosed = false;
-  upstreamClosed = false;
   finished = false;
   clusterStats: ClusterStats | undefined = undefined;
 
   constructor(
     readonly proxy: SniProxy,
-    client: TaggedSocket,
     maxHelloBytes: number,
   ) {
-    this.client = client;
     this.reader = new ClientHelloReader({ maxHelloBytes });
   }
+
+  /** The client is gone (closed or being closed). */
+  abstract clientGone(): boolean;
+  /** Start connecting to one endpoint; the outcome comes back through the proxy's internals. */
+  abstract open(host: string, port: number, timeoutMs: number): void;
+  /** Close both sides now (refusal, error, or proxy shutdown). */
+  abstract destroy(): void;
+  /** `address:port` of the client, for logs. */
+  abstract remote(): string;
+  /** Bytes forwarded so far: [client → upstream, upstream → client]. */
+  abstract bytes(): [number, number];
 }
 
 /** Internal hooks the shared handlers call; kept off the public surface through a symbol. */
 const kInternal = Symbol('meshfed.mesh-gateway.internal');
 
 interface Internal {
-  onHelloData(c: Conn, chunk: Buffer): void;
-  refuse(c: Conn, reason: RefusalReason, detail?: string): void;
-  onClientClose(c: Conn, hadError: boolean): void;
-  onUpstreamConnect(c: Conn, s: TaggedSocket): void;
-  onUpstreamClose(c: Conn, s: TaggedSocket, hadError: boolean): void;
+  /** Read buffers of the handles plane. */
+  readonly buffers: BufferPool;
+  onHello(c: BaseConn, chunk: Buffer): void;
+  refuse(c: BaseConn, reason: RefusalReason, detail?: string): void;
+  /** The connection is spliced: count it. */
+  spliced(c: BaseConn): void;
+  /** One endpoint failed: try the next. */
+  attemptFailed(c: BaseConn): void;
+  /** Every socket of the connection is closed. */
+  finish(c: BaseConn): void;
+  /** The handles plane's peek buffer (shared: hello bytes are copied out at once). */
+  peekBuffer(): Buffer;
+  /** Register/unregister a handles connection whose deadline the sweep must watch. */
+  watch(c: HandleConn): void;
+  unwatch(c: HandleConn): void;
 }
 
-function connOf(s: net.Socket): Conn | undefined {
+// ---- streams data plane ----------------------------------------------------------------------
+
+/** A connection on `net.Socket`s. */
+class StreamConn extends BaseConn {
+  readonly client: TaggedSocket;
+  upstream: TaggedSocket | undefined = undefined;
+  clientClosed = false;
+  upstreamClosed = false;
+
+  constructor(proxy: SniProxy, client: TaggedSocket, maxHelloBytes: number) {
+    super(proxy, maxHelloBytes);
+    this.client = client;
+  }
+
+  clientGone(): boolean {
+    return this.clientClosed || this.client.destroyed;
+  }
+
+  open(host: string, port: number, timeoutMs: number): void {
+    const internal = this.proxy[kInternal];
+    let s: TaggedSocket;
+    try {
+      s = this.proxy.connectFn({ host, port });
+    } catch (err) {
+      this.proxy.debug('mesh gateway connect threw', { host, port, error: err instanceof Error ? err.message : String(err) });
+      internal.attemptFailed(this);
+      return;
+    }
+    s[kConn] = this;
+    this.upstream = s;
+    this.upstreamClosed = false;
+    s.on('error', ignoreError);
+    s.on('close', onUpstreamClose);
+    s.once('connect', onUpstreamConnect);
+    s.on('timeout', onUpstreamTimeout);
+    s.setTimeout(timeoutMs);
+  }
+
+  destroy(): void {
+    destroyOnce(this.upstream);
+    destroyOnce(this.client);
+  }
+
+  remote(): string {
+    return `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? '?'}`;
+  }
+
+  bytes(): [number, number] {
+    if (this.phase !== 'splice' || !this.upstream) return [0, 0];
+    return [this.upstream.bytesWritten, this.client.bytesWritten];
+  }
+
+  /** The client and upstream are both closed: done. */
+  maybeFinish(): void {
+    if (this.finished || !this.clientClosed) return;
+    if (this.upstream && !this.upstreamClosed) return;
+    this.client[kConn] = undefined;
+    if (this.upstream) this.upstream[kConn] = undefined;
+    this.proxy[kInternal].finish(this);
+  }
+}
+
+function streamConnOf(s: net.Socket): StreamConn | undefined {
   return (s as TaggedSocket)[kConn];
 }
 
 function onClientData(this: net.Socket, chunk: Buffer): void {
-  const c = connOf(this);
-  if (c) c.proxy[kInternal].onHelloData(c, chunk);
+  const c = streamConnOf(this);
+  if (c) c.proxy[kInternal].onHello(c, chunk);
 }
 
 function onClientEndEarly(this: net.Socket): void {
-  const c = connOf(this);
+  const c = streamConnOf(this);
   if (c && c.phase === 'peek') c.proxy[kInternal].refuse(c, 'client-closed', 'end of stream before a complete ClientHello');
 }
 
 function onClientTimeout(this: net.Socket): void {
-  const c = connOf(this);
+  const c = streamConnOf(this);
   if (c && c.phase === 'peek') c.proxy[kInternal].refuse(c, 'timeout', 'no complete ClientHello before the deadline');
 }
 
 function onClientClose(this: net.Socket, hadError: boolean): void {
-  const c = connOf(this);
-  if (c) c.proxy[kInternal].onClientClose(c, hadError);
+  const c = streamConnOf(this);
+  if (!c) return;
+  c.clientClosed = true;
+  const client = c.client;
+  if (c.phase === 'peek') c.proxy[kInternal].refuse(c, 'client-closed', 'connection closed before a complete ClientHello');
+  const up = c.upstream;
+  if (up && !up.destroyed) {
+    if (c.phase !== 'splice' || hadError || !client.readableEnded) up.destroy();
+  }
+  c.maybeFinish();
 }
 
 function onUpstreamConnect(this: net.Socket): void {
-  const c = connOf(this);
-  if (c) c.proxy[kInternal].onUpstreamConnect(c, this);
+  const c = streamConnOf(this);
+  if (!c || c.upstream !== this || c.phase !== 'connect') return;
+  const s = this as TaggedSocket;
+  s.removeListener('timeout', onUpstreamTimeout);
+  s.setTimeout(0);
+  s.setNoDelay(true);
+  const client = c.client;
+  if (client.destroyed) {
+    s.destroy();
+    return;
+  }
+  c.proxy[kInternal].spliced(c);
+  if (c.hello) s.write(c.hello);
+  c.hello = undefined;
+  client.pipe(s);
+  s.pipe(client);
 }
 
 function onUpstreamTimeout(this: net.Socket): void {
@@ -209,8 +337,18 @@ function onUpstreamTimeout(this: net.Socket): void {
 }
 
 function onUpstreamClose(this: net.Socket, hadError: boolean): void {
-  const c = connOf(this);
-  if (c) c.proxy[kInternal].onUpstreamClose(c, this, hadError);
+  const c = streamConnOf(this);
+  if (!c || c.upstream !== this) return;
+  if (c.phase === 'connect') {
+    // A failed attempt: try the next endpoint (unless the client is gone).
+    c.upstream = undefined;
+    c.proxy[kInternal].attemptFailed(c);
+    return;
+  }
+  c.upstreamClosed = true;
+  const client = c.client;
+  if (!client.destroyed && (hadError || !this.readableEnded)) client.destroy();
+  c.maybeFinish();
 }
 
 /** Destroy a socket unless it already is (every socket is destroyed exactly once). */
@@ -222,8 +360,338 @@ function ignoreError(): void {
   // Errors are handled through 'close' (hadError); this listener keeps them from being thrown.
 }
 
-function defaultConnect(options: { readonly host: string; readonly port: number }): net.Socket {
-  return net.connect({ host: options.host, port: options.port, allowHalfOpen: true, noDelay: true });
+// ---- handles data plane ----------------------------------------------------------------------
+
+/** A handle carrying its connection state (and, once spliced, its own read buffer). */
+type TaggedHandle = TcpHandle & { [kConn]?: HandleConn | undefined; buffer?: Buffer };
+/** Requests carrying their connection. */
+type TaggedWrite = TcpWriteReq & {
+  [kConn]?: HandleConn | undefined;
+  buffer?: Buffer | undefined;
+  toUpstream?: boolean;
+  /** A pooled buffer to give back once this write is done (see onHandleData). */
+  release?: Buffer | undefined;
+};
+type TaggedConnect = TcpConnectReq & { [kConn]?: HandleConn | undefined };
+type TaggedShutdown = TcpShutdownReq & { [kConn]?: HandleConn | undefined };
+
+/**
+ * Read buffers of the handles plane, carved from 256 KiB slabs and reused: a connection takes two
+ * when it is spliced and gives them back when it closes (a closed handle neither reads into its
+ * buffer nor writes from it any more). Slabs are kept for reuse, so memory follows the peak of
+ * concurrently spliced connections.
+ */
+class BufferPool {
+  readonly #free = new Map<number, Buffer[]>();
+
+  take(size: number): Buffer {
+    const list = this.#free.get(size);
+    const b = list?.pop();
+    if (b) return b;
+    const slab = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
+    const fresh = this.#free.get(size) ?? [];
+    this.#free.set(size, fresh);
+    for (let off = size; off + size <= slab.length; off += size) fresh.push(slab.subarray(off, off + size));
+    return slab.subarray(0, size);
+  }
+
+  give(b: Buffer | undefined): void {
+    if (!b) return;
+    let list = this.#free.get(b.length);
+    if (!list) this.#free.set(b.length, (list = []));
+    list.push(b);
+  }
+}
+
+/** A connection on raw libuv handles. */
+class HandleConn extends BaseConn {
+  readonly client: TaggedHandle;
+  readonly api: TcpHandleApi;
+  upstream: TaggedHandle | undefined = undefined;
+  remoteLabel = '';
+  /** When the current connect attempt times out (ms since the epoch; 0 = none). */
+  connectDeadline = 0;
+  /** End-of-stream read from the client / the upstream. */
+  clientEof = false;
+  upstreamEof = false;
+  /** Writes still in flight towards the upstream / the client. */
+  pendingUp = 0;
+  pendingDown = 0;
+  closed = false;
+  up = 0;
+  down = 0;
+  /** A write request to reuse (only ones that finished at once are reused). */
+  spareWrite: TaggedWrite | undefined = undefined;
+
+  constructor(proxy: SniProxy, api: TcpHandleApi, client: TaggedHandle, maxHelloBytes: number) {
+    super(proxy, maxHelloBytes);
+    this.api = api;
+    this.client = client;
+  }
+
+  clientGone(): boolean {
+    return this.closed;
+  }
+
+  open(host: string, port: number, timeoutMs: number): void {
+    const h = this.api.newSocket() as TaggedHandle;
+    const req = this.api.newConnectReq() as TaggedConnect;
+    req.oncomplete = onHandleConnect;
+    req[kConn] = this;
+    const v6 = isIP(host) === 6;
+    const source = this.proxy.sourceAddress;
+    let err = 0;
+    if (source !== undefined) err = isIP(source) === 6 ? h.bind6(source, 0, 0) : h.bind(source, 0);
+    if (err === 0) err = v6 ? h.connect6(req, host, port) : h.connect(req, host, port);
+    if (err < 0) {
+      h.close();
+      this.proxy.debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
+      this.proxy[kInternal].attemptFailed(this);
+      return;
+    }
+    h[kConn] = this;
+    this.upstream = h;
+    this.connectDeadline = Date.now() + timeoutMs;
+  }
+
+  /** Abandon the current connect attempt (timeout): close its handle, try the next endpoint. */
+  abandonAttempt(): void {
+    const h = this.upstream;
+    this.upstream = undefined;
+    this.connectDeadline = 0;
+    if (h) {
+      h[kConn] = undefined;
+      h.close();
+    }
+    this.proxy[kInternal].attemptFailed(this);
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const internal = this.proxy[kInternal];
+    internal.unwatch(this);
+    const client = this.client;
+    client[kConn] = undefined;
+    client.close();
+    const up = this.upstream;
+    if (up) {
+      up[kConn] = undefined;
+      up.close();
+    }
+    // Closed handles no longer read into or write from their buffers: reuse them. (A buffer that
+    // was replaced by a larger one is dropped: an in-flight write may still hold it.)
+    const pool = internal.buffers;
+    pool.give(client.buffer);
+    client.buffer = undefined;
+    if (up) {
+      pool.give(up.buffer);
+      up.buffer = undefined;
+    }
+    internal.finish(this);
+  }
+
+  remote(): string {
+    if (!this.remoteLabel) {
+      const out: SockAddr = {};
+      this.client.getpeername(out);
+      this.remoteLabel = `${out.address ?? '?'}:${out.port ?? '?'}`;
+    }
+    return this.remoteLabel;
+  }
+
+  bytes(): [number, number] {
+    return [this.up, this.down];
+  }
+
+  /**
+   * Forward `data` to `dst`; a write left in flight pauses the source until it completes.
+   * Returns the request when the write is in flight, `undefined` when it finished (or failed and
+   * the connection was closed).
+   */
+  write(dst: TaggedHandle, data: Buffer, toUpstream: boolean): TaggedWrite | undefined {
+    const req: TaggedWrite = this.spareWrite ?? this.api.newWriteReq();
+    this.spareWrite = undefined;
+    req.handle = dst;
+    req.oncomplete = onHandleWritten;
+    req[kConn] = this;
+    req.buffer = data;
+    req.toUpstream = toUpstream;
+    const err = dst.writeBuffer(req, data);
+    if (err < 0) {
+      this.destroy();
+      return undefined;
+    }
+    if (toUpstream) this.up += data.length;
+    else this.down += data.length;
+    if (this.api.lastWriteAsync()) {
+      if (toUpstream) {
+        this.pendingUp++;
+        this.client.readStop();
+      } else {
+        this.pendingDown++;
+        this.upstream?.readStop();
+      }
+      return req;
+    }
+    req.handle = undefined;
+    req[kConn] = undefined;
+    req.buffer = undefined;
+    this.spareWrite = req;
+    return undefined;
+  }
+
+  /**
+   * The source of one direction ended (`fromClient`) and its writes are flushed: when the other
+   * direction is done too, close both; otherwise shut down the destination's write side.
+   */
+  ended(fromClient: boolean): void {
+    const otherDone = fromClient ? this.upstreamEof && this.pendingDown === 0 : this.clientEof && this.pendingUp === 0;
+    if (otherDone) {
+      this.destroy();
+      return;
+    }
+    const dst = fromClient ? this.upstream : this.client;
+    if (!dst) return;
+    const req = this.api.newShutdownReq() as TaggedShutdown;
+    req.handle = dst;
+    req.oncomplete = onHandleShutdown;
+    req[kConn] = this;
+    if (dst.shutdown(req) < 0) this.destroy();
+  }
+}
+
+function onHandleHello(this: TaggedHandle): void {
+  const c = this[kConn];
+  if (!c || c.phase !== 'peek') return;
+  const n = c.api.lastRead();
+  const internal = c.proxy[kInternal];
+  if (n < 0) {
+    internal.refuse(c, 'client-closed', n === UV_EOF ? 'end of stream before a complete ClientHello' : 'connection closed before a complete ClientHello');
+    return;
+  }
+  // The peek buffer is shared: copy the bytes out before the next read.
+  if (n > 0) internal.onHello(c, Buffer.from(internal.peekBuffer().subarray(0, n)));
+}
+
+function onHandleConnect(this: TaggedConnect, status: number, handle: TcpHandle): void {
+  const c = this[kConn];
+  this[kConn] = undefined;
+  if (!c || c.upstream !== handle || c.phase !== 'connect' || c.closed) return;
+  c.connectDeadline = 0;
+  const up = handle as TaggedHandle;
+  if (status < 0) {
+    c.upstream = undefined;
+    up[kConn] = undefined;
+    up.close();
+    c.proxy.debug('mesh gateway connect failed', { error: getSystemErrorName(status) });
+    c.proxy[kInternal].attemptFailed(c);
+    return;
+  }
+  const internal = c.proxy[kInternal];
+  internal.unwatch(c);
+  internal.spliced(c);
+  up.setNoDelay(true);
+  const client = c.client;
+  client.buffer = internal.buffers.take(SMALL_BUFFER);
+  client.useUserBuffer(client.buffer);
+  client.onread = onHandleClientData;
+  up.buffer = internal.buffers.take(SMALL_BUFFER);
+  up.useUserBuffer(up.buffer);
+  up.onread = onHandleUpstreamData;
+  const hello = c.hello;
+  c.hello = undefined;
+  if (hello) c.write(up, hello, true);
+  if (c.closed) return;
+  if (c.pendingUp === 0) client.readStart();
+  up.readStart();
+}
+
+/** Data (or the end) from one side of a spliced connection. */
+function onHandleData(c: HandleConn, src: TaggedHandle, fromClient: boolean): void {
+  const n = c.api.lastRead();
+  if (n > 0) {
+    const buf = src.buffer;
+    const dst = fromClient ? c.upstream : c.client;
+    if (!buf || !dst) return;
+    const data = buf.subarray(0, n);
+    if (n < buf.length || buf.length >= LARGE_BUFFER) {
+      c.write(dst, data, fromClient);
+      return;
+    }
+    // A full read: this direction carries bulk data; give it the large buffer. The small one goes
+    // back to the pool once the write of what it holds is done (no other write can be using it:
+    // the source does not read while one is in flight).
+    const pool = c.proxy[kInternal].buffers;
+    src.buffer = pool.take(LARGE_BUFFER);
+    src.useUserBuffer(src.buffer);
+    const inFlight = c.write(dst, data, fromClient);
+    if (inFlight) inFlight.release = buf;
+    else pool.give(buf);
+    return;
+  }
+  if (n === UV_EOF) {
+    src.readStop();
+    if (fromClient) {
+      c.clientEof = true;
+      if (c.pendingUp === 0) c.ended(true);
+    } else {
+      c.upstreamEof = true;
+      if (c.pendingDown === 0) c.ended(false);
+    }
+    return;
+  }
+  // A read error (reset): close both.
+  if (n < 0) c.destroy();
+}
+
+function onHandleClientData(this: TaggedHandle): void {
+  const c = this[kConn];
+  if (c && !c.closed) onHandleData(c, this, true);
+}
+
+function onHandleUpstreamData(this: TaggedHandle): void {
+  const c = this[kConn];
+  if (c && !c.closed) onHandleData(c, this, false);
+}
+
+function onHandleWritten(this: TaggedWrite, status: number): void {
+  const c = this[kConn];
+  this[kConn] = undefined;
+  this.buffer = undefined;
+  this.handle = undefined;
+  if (!c) return;
+  if (this.release) {
+    c.proxy[kInternal].buffers.give(this.release);
+    this.release = undefined;
+  }
+  if (c.closed) return;
+  if (status < 0) {
+    c.destroy();
+    return;
+  }
+  if (this.toUpstream) {
+    if (--c.pendingUp > 0) return;
+    if (c.clientEof) c.ended(true);
+    else c.client.readStart();
+  } else {
+    if (--c.pendingDown > 0) return;
+    if (c.upstreamEof) c.ended(false);
+    else c.upstream?.readStart();
+  }
+}
+
+function onHandleShutdown(this: TaggedShutdown, status: number): void {
+  const c = this[kConn];
+  this[kConn] = undefined;
+  this.handle = undefined;
+  if (c && !c.closed && status < 0) c.destroy();
+}
+
+// ---- the proxy -------------------------------------------------------------------------------
+
+function connectFrom(sourceAddress: string | undefined): ConnectFn {
+  return (options) => net.connect({ host: options.host, port: options.port, allowHalfOpen: true, noDelay: true, ...(sourceAddress !== undefined ? { localAddress: sourceAddress } : {}) });
 }
 
 async function defaultLookup(hostname: string, family: 0 | 4 | 6): Promise<readonly string[]> {
@@ -235,6 +703,17 @@ function newClusterStats(): ClusterStats {
   return { connections: 0, active: 0, connectFailures: 0, bytesUp: 0, bytesDown: 0 };
 }
 
+/** A listen error shaped like `net`'s (`listen EADDRINUSE: address already in use 127.0.0.1:80`). */
+function listenError(errno: number, syscall: string, host: string, port: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(errno);
+  const text = getSystemErrorMap().get(errno)?.[1] ?? 'failed';
+  const err: NodeJS.ErrnoException = new Error(`${syscall} ${code}: ${text} ${host}:${port}`);
+  err.code = code;
+  err.errno = errno;
+  err.syscall = syscall;
+  return err;
+}
+
 /**
  * A TLS-passthrough SNI proxy routed by xDS resources.
  *
@@ -243,7 +722,7 @@ function newClusterStats(): ClusterStats {
  * const proxy = new SniProxy({ logger });
  * proxy.update({ listeners, clusters, endpoints });
  * await proxy.listen('127.0.0.1', 8443);
- * console.log(proxy.address.port, proxy.stats());
+ * console.log(proxy.address.port, proxy.dataPlane, proxy.stats());
  * await proxy.close({ drain: true, drainTimeoutMs: 10_000 });
  * ```
  */
@@ -259,14 +738,22 @@ export class SniProxy {
   readonly #floodThreshold: number;
   readonly #floodWindowMs: number;
   readonly #backlog: number;
+  readonly #handles: TcpHandleApi | undefined;
+  readonly #sourceAddress: string | undefined;
   #table: RoutingTable = emptyRoutingTable();
   #rr = new Map<string, number>();
   #server: net.Server | undefined;
+  #serverHandle: TcpHandle | undefined;
   #bound: AddressInfo | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
-  readonly #conns = new Set<Conn>();
+  readonly #conns = new Set<BaseConn>();
   #drainWaiters: Array<() => void> = [];
+  #peekBuffer: Buffer | undefined;
+  /** Handles connections in peek or connect phase (their deadlines), and the sweep over them. */
+  readonly #watched = new Set<HandleConn>();
+  #sweep: NodeJS.Timeout | undefined;
+  readonly #sweepMs: number;
   // Counters.
   #total = 0;
   #spliced = 0;
@@ -285,11 +772,31 @@ export class SniProxy {
     this.#listenerName = options.listenerName;
     this.#defaultConnectTimeoutMs = options.defaultConnectTimeoutMs;
     this.#random = options.balance === 'random';
-    this.#connect = options.connect ?? defaultConnect;
+    if (options.sourceAddress !== undefined && isIP(options.sourceAddress) === 0) {
+      throw meshGatewayError(MeshGatewayErrorCode.STATE, `SniProxy: sourceAddress must be an IP address, got ${JSON.stringify(options.sourceAddress)}`);
+    }
+    if (options.sourceAddress !== undefined && options.connect) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: give either connect or sourceAddress (a custom connect chooses its own source)');
+    this.#sourceAddress = options.sourceAddress;
+    this.#connect = options.connect ?? connectFrom(options.sourceAddress);
     this.#lookup = options.lookup ?? defaultLookup;
     this.#floodThreshold = options.floodThreshold ?? 100;
     this.#floodWindowMs = options.floodWindowMs ?? 10_000;
     this.#backlog = options.backlog ?? 511;
+    const plane = options.dataPlane ?? 'auto';
+    if (plane !== 'auto' && plane !== 'handles' && plane !== 'streams') {
+      throw meshGatewayError(MeshGatewayErrorCode.STATE, `SniProxy: dataPlane must be "auto", "handles" or "streams", got ${JSON.stringify(plane)}`);
+    }
+    const api = plane === 'streams' ? undefined : loadTcpHandles();
+    if (plane === 'handles' && !api) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: dataPlane "handles" is not available on this Node (its TCP handle bindings are missing or changed); use "auto" or "streams"');
+    if (plane === 'handles' && options.connect) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: a custom connect function needs dataPlane "streams" (or "auto")');
+    this.#handles = options.connect ? undefined : api;
+    // Deadlines of the handles plane are checked this often (a tenth of the shortest one, 20–250 ms).
+    this.#sweepMs = Math.min(250, Math.max(20, Math.floor(Math.min(this.#helloTimeoutMs, options.defaultConnectTimeoutMs ?? 5_000) / 10)));
+  }
+
+  /** The data plane accepted connections use (`handles` or `streams`; see the module notes). */
+  get dataPlane(): 'handles' | 'streams' {
+    return this.#handles ? 'handles' : 'streams';
   }
 
   /**
@@ -322,7 +829,15 @@ export class SniProxy {
 
   /** Start accepting connections on `host:port` (port 0 picks a free port; see {@link address}). */
   async listen(host: string, port: number): Promise<void> {
-    if (this.#server || this.#closing) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy.listen: the proxy is already listening or closed; create a new SniProxy');
+    if (this.#server || this.#serverHandle || this.#closing) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy.listen: the proxy is already listening or closed; create a new SniProxy');
+    const api = this.#handles;
+    if (api) {
+      const address = isIP(host) !== 0 ? host : (await dnsLookup(host)).address;
+      if (this.#serverHandle || this.#closing) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy.listen: the proxy is already listening or closed; create a new SniProxy');
+      this.#listenHandle(api, address, port);
+      this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'handles' });
+      return;
+    }
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.handle(socket));
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -338,7 +853,33 @@ export class SniProxy {
       });
     });
     server.on('error', (err) => this.#logger?.error('mesh gateway listener error', { error: err.message }));
-    this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}` });
+    this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'streams' });
+  }
+
+  #listenHandle(api: TcpHandleApi, host: string, port: number): void {
+    const family = isIP(host);
+    const h = api.newServer();
+    let err = family === 6 ? h.bind6(host, port, 0) : h.bind(host, port);
+    if (err < 0) {
+      h.close();
+      throw listenError(err, 'bind', host, port);
+    }
+    err = h.listen(this.#backlog);
+    if (err < 0) {
+      h.close();
+      throw listenError(err, 'listen', host, port);
+    }
+    const out: SockAddr = {};
+    h.getsockname(out);
+    this.#bound = { address: out.address ?? host, family: out.family ?? (family === 6 ? 'IPv6' : 'IPv4'), port: out.port ?? port };
+    h.onconnection = (status, client) => {
+      if (status < 0 || !client) {
+        this.#logger?.error('mesh gateway listener error', { error: `accept ${getSystemErrorName(status)}` });
+        return;
+      }
+      this.#acceptHandle(api, client);
+    };
+    this.#serverHandle = h;
   }
 
   /** The bound address (after {@link listen}; still readable after {@link close}). */
@@ -349,13 +890,14 @@ export class SniProxy {
   }
 
   /**
-   * Proxy one accepted client socket (what the listener does for each connection; usable to feed
-   * sockets accepted elsewhere). The socket should allow half-open operation.
+   * Proxy one accepted client socket (what the `streams` listener does for each connection; usable
+   * to feed sockets accepted elsewhere, whichever plane the listener uses). The socket should allow
+   * half-open operation.
    */
   handle(socket: net.Socket): void {
     const client = socket as TaggedSocket;
     this.#total++;
-    const conn = new Conn(this, client, this.#maxHelloBytes);
+    const conn = new StreamConn(this, client, this.#maxHelloBytes);
     client[kConn] = conn;
     this.#conns.add(conn);
     client.on('error', ignoreError);
@@ -372,6 +914,59 @@ export class SniProxy {
     client.setTimeout(this.#helloTimeoutMs);
   }
 
+  #acceptHandle(api: TcpHandleApi, client: TaggedHandle): void {
+    this.#total++;
+    const conn = new HandleConn(this, api, client, this.#maxHelloBytes);
+    client[kConn] = conn;
+    this.#conns.add(conn);
+    if (this.#closing) {
+      this.#refuse(conn, 'closing');
+      return;
+    }
+    client.setNoDelay(true);
+    client.useUserBuffer(this.#internalPeekBuffer());
+    client.onread = onHandleHello;
+    const err = client.readStart();
+    if (err < 0) {
+      this.#refuse(conn, 'client-closed', `read ${getSystemErrorName(err)}`);
+      return;
+    }
+    conn.helloDeadline = Date.now() + this.#helloTimeoutMs;
+    this.#watch(conn);
+  }
+
+  #internalPeekBuffer(): Buffer {
+    this.#peekBuffer ??= Buffer.allocUnsafeSlow(SMALL_BUFFER);
+    return this.#peekBuffer;
+  }
+
+  #watch(c: HandleConn): void {
+    this.#watched.add(c);
+    if (!this.#sweep) {
+      this.#sweep = setInterval(() => this.#sweepDeadlines(), this.#sweepMs);
+      this.#sweep.unref();
+    }
+  }
+
+  #unwatch(c: HandleConn): void {
+    this.#watched.delete(c);
+  }
+
+  #sweepDeadlines(): void {
+    if (this.#watched.size === 0) {
+      // Stopped here rather than in #unwatch: under load the set empties and refills all the time.
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+      return;
+    }
+    const now = Date.now();
+    for (const c of [...this.#watched]) {
+      if (c.closed) this.#unwatch(c);
+      else if (c.phase === 'peek' && now >= c.helloDeadline) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
+      else if (c.phase === 'connect' && c.connectDeadline !== 0 && now >= c.connectDeadline) c.abandonAttempt();
+    }
+  }
+
   /** Counters; byte counts include connections still open. */
   stats(): SniProxyStats {
     let up = this.#bytesUp;
@@ -379,9 +974,8 @@ export class SniProxy {
     const clusters: Record<string, ClusterStats> = {};
     for (const [name, s] of this.#clusterStats) clusters[name] = { ...s };
     for (const c of this.#conns) {
-      if (c.phase !== 'splice' || !c.upstream) continue;
-      const u = c.upstream.bytesWritten;
-      const d = c.client.bytesWritten;
+      if (c.phase !== 'splice') continue;
+      const [u, d] = c.bytes();
       up += u;
       down += d;
       const cs = c.cluster && clusters[c.cluster.name];
@@ -405,7 +999,13 @@ export class SniProxy {
     }
     this.#closing = true;
     const server = this.#server;
-    const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const serverHandle = this.#serverHandle;
+    let serverClosed: Promise<void> = Promise.resolve();
+    if (server) serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    else if (serverHandle) {
+      serverHandle.onconnection = undefined;
+      serverClosed = new Promise<void>((resolve) => serverHandle.close(resolve));
+    }
     const drained = new Promise<void>((resolve) => {
       if (this.#conns.size === 0) resolve();
       else this.#drainWaiters.push(resolve);
@@ -424,47 +1024,80 @@ export class SniProxy {
   #destroyAll(): void {
     for (const c of [...this.#conns]) {
       if (c.phase === 'peek') this.#refuse(c, 'closing');
-      else {
-        destroyOnce(c.upstream);
-        destroyOnce(c.client);
-      }
+      else c.destroy();
     }
+  }
+
+  /** @internal the source address of upstream connections, if one is configured. */
+  get sourceAddress(): string | undefined {
+    return this.#sourceAddress;
+  }
+
+  /** @internal the streams plane's upstream connect function. */
+  get connectFn(): ConnectFn {
+    return this.#connect;
+  }
+
+  /** @internal debug logging for the data planes. */
+  debug(message: string, fields: Record<string, unknown>): void {
+    this.#logger?.debug(message, fields);
   }
 
   /** Handlers called by the shared socket listeners. @internal */
   readonly [kInternal]: Internal = {
-    onHelloData: (c, chunk) => this.#onHelloData(c, chunk),
+    buffers: new BufferPool(),
+    onHello: (c, chunk) => this.#onHello(c, chunk),
     refuse: (c, reason, detail) => this.#refuse(c, reason, detail),
-    onClientClose: (c, hadError) => this.#onClientClose(c, hadError),
-    onUpstreamConnect: (c, s) => this.#onUpstreamConnect(c, s),
-    onUpstreamClose: (c, s, hadError) => this.#onUpstreamClose(c, s, hadError),
+    spliced: (c) => this.#onSpliced(c),
+    attemptFailed: (c) => {
+      if (c.clusterStats) c.clusterStats.connectFailures++;
+      this.#tryEndpoint(c);
+    },
+    finish: (c) => this.#finish(c),
+    peekBuffer: () => this.#internalPeekBuffer(),
+    watch: (c) => this.#watch(c),
+    unwatch: (c) => this.#unwatch(c),
   };
 
-  #onHelloData(c: Conn, chunk: Buffer): void {
+  #onHello(c: BaseConn, chunk: Buffer): void {
     if (c.phase !== 'peek' || !c.reader) return;
     const v = c.reader.push(chunk);
     if (v.kind === 'incomplete') {
-      // The socket timer is an idle timer: re-arm it with what is left of the overall deadline so
-      // a client dribbling bytes cannot hold the connection open.
-      const left = c.helloDeadline - Date.now();
-      if (left <= 0) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
-      else c.client.setTimeout(left);
+      if (c instanceof StreamConn) {
+        // The socket timer is an idle timer: re-arm it with what is left of the overall deadline
+        // so a client dribbling bytes cannot hold the connection open. (The handles plane's sweep
+        // checks the overall deadline itself.)
+        const left = c.helloDeadline - Date.now();
+        if (left <= 0) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
+        else c.client.setTimeout(left);
+      }
       return;
     }
     if (v.kind !== 'hello') {
       this.#refuse(c, v.kind, v.detail);
       return;
     }
-    const client = c.client;
-    client.pause();
-    client.removeListener('data', onClientData);
-    client.removeListener('end', onClientEndEarly);
-    client.removeListener('timeout', onClientTimeout);
-    client.setTimeout(0);
+    if (c instanceof StreamConn) {
+      const client = c.client;
+      client.pause();
+      client.removeListener('data', onClientData);
+      client.removeListener('end', onClientEndEarly);
+      client.removeListener('timeout', onClientTimeout);
+      client.setTimeout(0);
+    } else if (c instanceof HandleConn) {
+      // Nothing more is read until the upstream is connected (the client waits for the server's
+      // hello anyway); the connect deadline replaces the hello deadline in the sweep.
+      c.client.readStop();
+    }
     c.hello = c.reader.bytes();
     c.reader = undefined;
     c.phase = 'route';
-    const sni = v.hello.serverName;
+    this.#route(c, v.hello);
+  }
+
+  /** Pick chain, cluster and first endpoint for a complete ClientHello, then connect (or refuse). */
+  #route(c: BaseConn, hello: ClientHello): void {
+    const sni = hello.serverName;
     if (sni === undefined) {
       this.#refuse(c, 'no-sni', 'the ClientHello has no server_name');
       return;
@@ -520,9 +1153,9 @@ export class SniProxy {
   }
 
   /** Connect to candidate `(start + attempt) % n`, or refuse when every candidate was tried. */
-  #tryEndpoint(c: Conn): void {
-    if (c.clientClosed || c.client.destroyed) {
-      this.#maybeFinish(c);
+  #tryEndpoint(c: BaseConn): void {
+    if (c.clientGone()) {
+      if (c instanceof StreamConn) c.maybeFinish();
       return;
     }
     const n = c.candidates.length;
@@ -536,14 +1169,19 @@ export class SniProxy {
     const cluster = c.cluster;
     if (!cluster) return;
     if (isIP(ep.host) !== 0) {
-      this.#open(c, ep.host, ep.port, cluster.connectTimeoutMs);
+      c.open(ep.host, ep.port, cluster.connectTimeoutMs);
       return;
     }
+    if (c instanceof HandleConn) this.#watch(c); // keep the deadline sweep on while resolving
     this.#lookup(ep.host, cluster.dnsFamily).then(
       (addrs) => {
         const addr = addrs[0];
         if (addr === undefined) throw new Error(`${ep.host} resolved to no address`);
-        this.#open(c, addr, ep.port, cluster.connectTimeoutMs);
+        if (c.clientGone()) {
+          if (c instanceof StreamConn) c.maybeFinish();
+          return;
+        }
+        c.open(addr, ep.port, cluster.connectTimeoutMs);
       },
       (err: unknown) => {
         if (c.clusterStats) c.clusterStats.connectFailures++;
@@ -553,40 +1191,7 @@ export class SniProxy {
     );
   }
 
-  #open(c: Conn, host: string, port: number, timeoutMs: number): void {
-    if (c.clientClosed || c.client.destroyed) {
-      this.#maybeFinish(c);
-      return;
-    }
-    let s: TaggedSocket;
-    try {
-      s = this.#connect({ host, port });
-    } catch (err) {
-      if (c.clusterStats) c.clusterStats.connectFailures++;
-      this.#logger?.debug('mesh gateway connect threw', { host, port, error: err instanceof Error ? err.message : String(err) });
-      this.#tryEndpoint(c);
-      return;
-    }
-    s[kConn] = c;
-    c.upstream = s;
-    c.upstreamClosed = false;
-    s.on('error', ignoreError);
-    s.on('close', onUpstreamClose);
-    s.once('connect', onUpstreamConnect);
-    s.on('timeout', onUpstreamTimeout);
-    s.setTimeout(timeoutMs);
-  }
-
-  #onUpstreamConnect(c: Conn, s: TaggedSocket): void {
-    if (c.upstream !== s || c.phase !== 'connect') return;
-    s.removeListener('timeout', onUpstreamTimeout);
-    s.setTimeout(0);
-    s.setNoDelay(true);
-    const client = c.client;
-    if (client.destroyed) {
-      s.destroy();
-      return;
-    }
+  #onSpliced(c: BaseConn): void {
     c.phase = 'splice';
     this.#spliced++;
     const cs = c.clusterStats;
@@ -594,46 +1199,15 @@ export class SniProxy {
       cs.connections++;
       cs.active++;
     }
-    if (c.hello) s.write(c.hello);
-    c.hello = undefined;
-    client.pipe(s);
-    s.pipe(client);
   }
 
-  #onUpstreamClose(c: Conn, s: TaggedSocket, hadError: boolean): void {
-    if (c.upstream !== s) return;
-    if (c.phase === 'connect') {
-      // A failed attempt: try the next endpoint (unless the client is gone).
-      c.upstream = undefined;
-      if (c.clusterStats) c.clusterStats.connectFailures++;
-      this.#tryEndpoint(c);
-      return;
-    }
-    c.upstreamClosed = true;
-    const client = c.client;
-    if (!client.destroyed && (hadError || !s.readableEnded)) client.destroy();
-    this.#maybeFinish(c);
-  }
-
-  #onClientClose(c: Conn, hadError: boolean): void {
-    c.clientClosed = true;
-    const client = c.client;
-    if (c.phase === 'peek') this.#countRefusal(c, 'client-closed', 'connection closed before a complete ClientHello');
-    const up = c.upstream;
-    if (up && !up.destroyed) {
-      if (c.phase !== 'splice' || hadError || !client.readableEnded) up.destroy();
-    }
-    this.#maybeFinish(c);
-  }
-
-  #maybeFinish(c: Conn): void {
-    if (c.finished || !c.clientClosed) return;
-    if (c.upstream && !c.upstreamClosed) return;
+  /** Every socket of `c` is closed: fold its counters in and release drain waiters. */
+  #finish(c: BaseConn): void {
+    if (c.finished) return;
     c.finished = true;
     this.#conns.delete(c);
-    if (c.phase === 'splice' && c.upstream) {
-      const up = c.upstream.bytesWritten;
-      const down = c.client.bytesWritten;
+    if (c.phase === 'splice') {
+      const [up, down] = c.bytes();
       this.#bytesUp += up;
       this.#bytesDown += down;
       const cs = c.clusterStats;
@@ -643,8 +1217,6 @@ export class SniProxy {
         cs.bytesDown += down;
       }
     }
-    c.client[kConn] = undefined;
-    if (c.upstream) c.upstream[kConn] = undefined;
     if (this.#conns.size === 0 && this.#drainWaiters.length > 0) {
       const waiters = this.#drainWaiters;
       this.#drainWaiters = [];
@@ -653,23 +1225,22 @@ export class SniProxy {
   }
 
   /** Record a refusal (once per connection) and close the client. */
-  #refuse(c: Conn, reason: RefusalReason, detail?: string): void {
+  #refuse(c: BaseConn, reason: RefusalReason, detail?: string): void {
     this.#countRefusal(c, reason, detail);
     c.phase = c.phase === 'peek' ? 'route' : c.phase;
     c.reader = undefined;
     c.hello = undefined;
-    destroyOnce(c.upstream);
-    destroyOnce(c.client);
+    c.destroy();
   }
 
-  #countRefusal(c: Conn, reason: RefusalReason, detail?: string): void {
+  #countRefusal(c: BaseConn, reason: RefusalReason, detail?: string): void {
     if (c.refusal !== undefined) return;
     c.refusal = reason;
     this.#refused[reason] = (this.#refused[reason] ?? 0) + 1;
     const log = this.#logger;
     if (!log) return;
     if (log.isLevelEnabled('debug')) {
-      log.debug('mesh gateway refused a connection', { reason, detail, remote: `${c.client.remoteAddress ?? '?'}:${c.client.remotePort ?? '?'}`, sni: c.sni || undefined });
+      log.debug('mesh gateway refused a connection', { reason, detail, remote: c.remote(), sni: c.sni || undefined });
     }
     const now = Date.now();
     if (now - this.#floodWindowStart >= this.#floodWindowMs) {

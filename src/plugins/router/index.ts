@@ -50,7 +50,7 @@ export {
   type ServerPinger,
 } from './manager.js';
 export { AREA_LAN, AREA_WAN, Router, noOpServerTracker, type AreaId, type AreaOptions, type Route, type RouterOptions, type ServerTracker } from './router.js';
-export { GLOBAL_ADDRS_ATTRIBUTE, GrpcResolverBuilder, type GrpcResolverOptions, type ResolvedServerAddress } from './grpc-resolver.js';
+export { GLOBAL_ADDRS_ATTRIBUTE, GrpcResolverBuilder, type GrpcResolverOptions, type RemoteEndpointsProvider, type ResolvedEndpoint, type ResolvedServerAddress } from './grpc-resolver.js';
 
 /** Tokens of the `router` plugin's services. */
 export const RouterTokens = Object.freeze({

@@ -21,10 +21,10 @@ import { EndpointRegistry, serveRpcConn, statusEndpoints } from './msgpack/index
 import { dialTcp } from './tcp-dialer.js';
 
 export { RpcErrorCode } from './errors.js';
-export { RpcListener, type RpcListenerOptions, type RpcListenerStats } from './listener.js';
+export { readFirstChunk, RpcListener, type RpcListenerOptions, type RpcListenerStats } from './listener.js';
 export { ConnPool, type ConnPoolOptions, type ConnPoolStats, type PoolCallOptions, type PoolTarget } from './conn-pool.js';
 export * from './msgpack/index.js';
-export { dialTcp, splitHostPort, tcpConnect, type TcpDialOptions } from './tcp-dialer.js';
+export { dialTcp, splitHostPort, tcpConnect, upgradeOutgoing, type OutgoingUpgradeOptions, type TcpDialOptions } from './tcp-dialer.js';
 
 /** Tokens of the `rpc` plugin's services. */
 export const RpcTokens = Object.freeze({

@@ -97,12 +97,46 @@ export async function dialTcp(target: DialTarget, options: TcpDialOptions): Prom
   if (type === undefined) return undefined;
   const { host, port } = splitHostPort(target.address);
   const socket = await tcpConnect(host, port, options.signal);
+  return upgradeOutgoing(socket, type, { ...options, datacenter: target.datacenter });
+}
+
+/** Options of {@link upgradeOutgoing}. */
+export interface OutgoingUpgradeOptions extends TcpDialOptions {
+  /** Datacenter of the server (the TLS name is `server.<dc>.<domain>`). */
+  readonly datacenter: string;
+}
+
+/**
+ * Make a connected TCP socket speak RPC type `type` the plain way (spec §1.4, after the TCP
+ * connect): with outgoing TLS, byte `0x03`, a TLS handshake (`outgoingOptions(dc)`) and the type
+ * byte inside TLS; otherwise the type byte in clear. Resolves the stream to use (the TLS socket,
+ * or `socket`); on a failed handshake the connection is destroyed and the error names the DC.
+ */
+export async function upgradeOutgoing(socket: Socket, type: number, options: OutgoingUpgradeOptions): Promise<Socket> {
   if (!options.useTls || !options.tls) {
-    socket.write(Buffer.of(type));
+    await writeFlushed(socket, Buffer.of(type));
     return socket;
   }
   socket.write(Buffer.of(RpcType.TLS));
-  const t = await tlsHandshake(socket, options.tls, target.datacenter, options.signal);
-  t.write(Buffer.of(type));
+  const t = await tlsHandshake(socket, options.tls, options.datacenter, options.signal);
+  await writeFlushed(t, Buffer.of(type));
   return t;
+}
+
+/**
+ * Write and wait until the write completed. A caller may hand the socket's native handle to
+ * another consumer next (an HTTP/2 session, for gRPC): Node 20 aborts (`is_write_in_progress()`)
+ * when a write queued through JavaScript completes after that.
+ */
+function writeFlushed(socket: Socket, bytes: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    socket.write(bytes, (err) => {
+      if (!err) {
+        resolve();
+        return;
+      }
+      socket.destroy();
+      reject(new MeshfedError(RpcErrorCode.DIAL, `writing the RPC type byte: ${errorMessage(err)}`, { cause: err }));
+    });
+  });
 }

@@ -9,6 +9,10 @@
  * - **WAN gossip**: binds {@link GossipTokens.WanTransport}, so the WAN pool's packets and streams
  *   to other datacenters ride `consul/wan-gossip/packet` (length-prefixed frames over pooled
  *   connections) and `consul/wan-gossip/stream`; the RPC port's ALPN handlers ingest them.
+ * - **gRPC**: with the router's gRPC resolver bound, a remote datacenter's endpoints become the
+ *   gateways the locator would pick from (after `onGatewayList`), re-pushed whenever the locator's
+ *   lists change; none known → calls fail with `Remote DC has no server currently reachable`. The
+ *   `grpc` plugin's credentials then speak TLS + ALPN `consul/rpc-grpc` to them.
  * - **Bootstrap**: the primary never joins down; a secondary waits until the locator knows a
  *   primary gateway (from `primary_gateways` discovery or replicated federation states), then
  *   retry-joins `*.<primary>/192.0.2.2:8302` — the gateway routes SNI `server.<primary>.<domain>` to
@@ -24,7 +28,7 @@
  *     primary_gateways: ['198.51.100.7:8443'],
  *     tls: { ca_file: 'ca.pem', cert_file: 'dc2-server.pem', key_file: 'dc2-server-key.pem', verify_incoming: true, verify_outgoing: true },
  *   },
- *   plugins: [tls(), rpc(), http(), gossip(), router(), state(), federation(), wanfed()],
+ *   plugins: [tls(), rpc(), http(), gossip(), router(), grpc(), state(), federation(), wanfed()],
  * });
  * ```
  */
@@ -36,6 +40,7 @@ import { serviceToken, Tokens } from '../../core/tokens.js';
 import type { Dialer } from '../../core/kernel-services.js';
 import { FederationTokens } from '../federation/index.js';
 import { GossipTokens } from '../gossip/index.js';
+import { RouterTokens } from '../router/index.js';
 import type { GossipTransport } from '../gossip/transport/index.js';
 import { TlsTokens } from '../tls/index.js';
 import { dialViaMeshGateway } from './dial.js';
@@ -106,6 +111,10 @@ export function wanfed(): AgentPlugin {
         else t.ingestStream(conn);
         return true;
       });
+      // gRPC to other DCs: the resolver pushes the gateways the locator would pick from (spec §11.3 "Dialer").
+      const grpcResolver = services.tryGet(RouterTokens.GrpcResolver);
+      grpcResolver?.setRemoteEndpoints((dc) => locator.candidateGateways(dc));
+      const stopFollowingGateways = grpcResolver ? locator.onChange(() => grpcResolver.refreshAll()) : undefined;
       const isPrimary = config.datacenter === config.primary_datacenter;
       let bootstrap: Promise<void> | undefined;
       return {
@@ -128,6 +137,7 @@ export function wanfed(): AgentPlugin {
           });
         },
         async stop() {
+          stopFollowingGateways?.();
           await bootstrap;
         },
         status: () => ({ transport: holder.transport?.stats() ?? 'not running', locator_mode: locator.status().mode }),

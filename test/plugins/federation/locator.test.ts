@@ -737,3 +737,49 @@ describe('gateway selection rules', () => {
     assert.deepEqual(locator.listGateways(false), ['5.6.7.8:5555']);
   });
 });
+
+// ---- change notification (gRPC resolver) -------------------------------------------------------
+
+describe('GatewayLocator.onChange and candidateGateways', () => {
+  test('fires on the first read, on list changes, on a new fallback list and on a mode flip; never for a no-op', async () => {
+    const { locator, store, signal } = newLocator('dc2', 'leader');
+    let fired = 0;
+    const off = locator.onChange(() => fired++);
+    assert.deepEqual(await locator.candidateGateways('dc1'), [], 'nothing before the first read');
+    let index = await locator.runOnce(0, signal);
+    assert.equal(fired, 1, 'first read (lists still empty) makes the lists meaningful');
+    withSpecData(store);
+    index = await locator.runOnce(index, signal);
+    assert.equal(fired, 2, 'lists changed');
+    assert.deepEqual(await locator.candidateGateways('dc1'), DC2_GWS, 'a secondary reaches the primary through its own gateways');
+    assert.deepEqual(await locator.candidateGateways('dc3'), DC2_GWS);
+    upsert(store, 3, 'dc2', DC2_GWS.map((a) => simple('dc2', a)));
+    await locator.runOnce(index, signal);
+    assert.equal(fired, 2, 'same lists: no event');
+    locator.refreshPrimaryGatewayFallbackAddresses(FALLBACK);
+    assert.equal(fired, 3);
+    locator.refreshPrimaryGatewayFallbackAddresses([...FALLBACK].reverse());
+    assert.equal(fired, 3, 'same fallback list: no event');
+    for (let i = 1; i <= 3; i++) locator.setLastFederationStateReplicationError(new Error('x'), true);
+    assert.equal(fired, 4, 'the mode flipped to the primary’s gateways');
+    assert.deepEqual(await locator.candidateGateways('dc1'), [...DC1_GWS, ...FALLBACK].sort());
+    off();
+    locator.refreshPrimaryGatewayFallbackAddresses([]);
+    assert.equal(fired, 4, 'unsubscribed');
+  });
+
+  test('a throwing listener is logged and the others still run; candidates pass through onGatewayList', async () => {
+    const resolver: GatewayListResolver = { resolve: async (candidates) => candidates.filter((c) => c.address !== '5.6.7.8:5555') };
+    const { locator, store, signal, logger } = newLocator('dc2', 'follower', { gatewayLists: resolver });
+    let other = 0;
+    locator.onChange(() => {
+      throw new Error('boom');
+    });
+    locator.onChange(() => other++);
+    withSpecData(store);
+    await locator.runOnce(0, signal);
+    assert.equal(other, 1);
+    assert.equal(messages(logger, 'gateway locator change listener failed'), 1);
+    assert.deepEqual(await locator.candidateGateways('dc1'), ['8.7.6.5:9999']);
+  });
+});

@@ -253,6 +253,56 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
+/** A listener that never accepts (see {@link startStuckListener}). */
+export interface StuckListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP listener on 127.0.0.1 whose accept queue is full, so the kernel drops further SYNs and a
+ * connect to it hangs (a real connect timeout on loopback): a child process listens with backlog
+ * 1, then blocks its event loop, and two connections from here fill its queue.
+ */
+export async function startStuckListener(): Promise<StuckListener> {
+  const { spawn } = await import('node:child_process');
+  const script = `const s = require('net').createServer(); s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => { process.stdout.write(s.address().port + '\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); });`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`stuck listener exited early (${String(code)})`)));
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+  });
+  child.removeAllListeners('exit');
+  const fillers: net.Socket[] = [];
+  // Fill the accept queue (backlog 1 holds two completed connections on Linux); then a probe
+  // must hang, which proves SYNs are being dropped.
+  for (let i = 0; i < 2; i++) {
+    const f = net.connect({ host: '127.0.0.1', port });
+    f.on('error', () => undefined);
+    await new Promise<void>((resolve) => f.once('connect', resolve));
+    fillers.push(f);
+  }
+  const probe = net.connect({ host: '127.0.0.1', port });
+  probe.on('error', () => undefined);
+  const connected = await Promise.race([new Promise<boolean>((resolve) => probe.once('connect', () => resolve(true))), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 300))]);
+  probe.destroy();
+  if (connected) {
+    child.kill('SIGKILL');
+    for (const f of fillers) f.destroy();
+    throw new Error('startStuckListener: the accept queue did not fill (a probe connected); connect timeouts cannot be produced on this kernel');
+  }
+  return {
+    port,
+    close: async () => {
+      for (const f of fillers) f.destroy();
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
 /** Number of libuv handles keeping the process alive (sockets, servers, timers with handles). */
 export function activeHandles(): number {
   return (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;

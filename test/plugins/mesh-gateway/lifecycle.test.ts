@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SniProxy } from '../../../src/plugins/mesh-gateway/proxy.js';
@@ -6,6 +7,8 @@ import { waitFor } from '../../../src/testing/wait.js';
 import { activeHandles, captureClientHello, edsCluster, listener, loadAssignment, tcpChain } from './helpers.js';
 
 type Mode = 'client-end' | 'server-end' | 'client-reset' | 'server-reset' | 'half-close';
+/** Both data planes (`handles` where this Node provides them). */
+const DATA_PLANES = [...(new SniProxy().dataPlane === 'handles' ? (['handles'] as const) : []), 'streams'] as const;
 const MODES: readonly Mode[] = ['client-end', 'server-end', 'client-reset', 'server-reset', 'half-close'];
 
 /**
@@ -67,7 +70,7 @@ function runOne(port: number, hello: Buffer, mode: Mode): Promise<void> {
   });
 }
 
-describe('SniProxy connection lifecycle', () => {
+for (const dataPlane of DATA_PLANES) describe(`SniProxy connection lifecycle, ${dataPlane} data plane`, () => {
   let hello: Buffer;
   let upstream: Awaited<ReturnType<typeof startRawUpstream>>;
   let proxy: SniProxy;
@@ -75,7 +78,7 @@ describe('SniProxy connection lifecycle', () => {
   before(async () => {
     hello = await captureClientHello({ servername: 'node1.server.dc1.consul', alpn: ['consul/rpc-multi'] });
     upstream = await startRawUpstream(hello.length);
-    proxy = new SniProxy();
+    proxy = new SniProxy({ dataPlane });
     proxy.update({ listeners: [listener([tcpChain(['node1.server.dc1.consul'], 'n1')])], clusters: [edsCluster('n1')], endpoints: [loadAssignment('n1', [{ port: upstream.port }])] });
     await proxy.listen('127.0.0.1', 0);
     port = proxy.address.port;
@@ -138,3 +141,112 @@ describe('SniProxy connection lifecycle', () => {
     assert.equal(s.clusters['n1']?.active, 0);
   });
 });
+
+/**
+ * A bulk upstream: hashes everything after the ClientHello (reading in bursts, so the proxy's
+ * writes to it back up), and when the client ends, answers with `reply` written with backpressure.
+ */
+function startBulkUpstream(helloLength: number, reply: Buffer): Promise<{ server: net.Server; port: number; hashes: string[] }> {
+  const hashes: string[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => undefined);
+    const h = createHash('sha256');
+    let skip = helloLength;
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      const take = d.subarray(Math.min(skip, d.length));
+      skip -= Math.min(skip, d.length);
+      h.update(take);
+      // Stall every 256 KiB so the proxy's writes towards us go asynchronous (load shaping, not a wait).
+      if ((n += d.length) > 1 << 18) {
+        n = 0;
+        s.pause();
+        setTimeout(() => s.resume(), 2);
+      }
+    });
+    s.on('end', () => {
+      hashes.push(h.digest('hex'));
+      let off = 0;
+      const pump = (): void => {
+        while (off < reply.length) {
+          const chunk = reply.subarray(off, off + 256 * 1024);
+          off += chunk.length;
+          if (!s.write(chunk)) {
+            s.once('drain', pump);
+            return;
+          }
+        }
+        s.end();
+      };
+      pump();
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port, hashes })));
+}
+
+for (const dataPlane of DATA_PLANES) {
+  test(`${dataPlane} data plane: bulk both ways with slow readers on 4 connections: every byte arrives in order, nothing is left open`, async () => {
+    const hello = await captureClientHello({ servername: 'bulk.server.dc1.consul' });
+    const reply = randomBytes(6 << 20);
+    const replyHash = createHash('sha256').update(reply).digest('hex');
+    const upstream = await startBulkUpstream(hello.length, reply);
+    const proxy = new SniProxy({ dataPlane });
+    proxy.update({ listeners: [listener([tcpChain(['bulk.server.dc1.consul'], 'bulk')])], clusters: [edsCluster('bulk')], endpoints: [loadAssignment('bulk', [{ port: upstream.port }])] });
+    await proxy.listen('127.0.0.1', 0);
+    const one = async (): Promise<{ sent: string; got: string }> => {
+      const payload = randomBytes(6 << 20);
+      const c = net.connect({ host: '127.0.0.1', port: proxy.address.port, allowHalfOpen: true });
+      c.on('error', () => undefined);
+      const h = createHash('sha256');
+      let n = 0;
+      const done = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      c.on('data', (d: Buffer) => {
+        h.update(d);
+        if ((n += d.length) > 1 << 18) {
+          n = 0;
+          c.pause();
+          setTimeout(() => c.resume(), 2);
+        }
+      });
+      c.write(hello);
+      for (let off = 0; off < payload.length; off += 100_000) {
+        if (!c.write(payload.subarray(off, off + 100_000))) await new Promise<void>((resolve) => c.once('drain', resolve));
+      }
+      c.end();
+      await done;
+      return { sent: createHash('sha256').update(payload).digest('hex'), got: h.digest('hex') };
+    };
+    try {
+      const results = await Promise.all([one(), one(), one(), one()]);
+      for (const r of results) assert.equal(r.got, replyHash, 'the reply arrived intact');
+      assert.deepEqual([...upstream.hashes].sort(), results.map((r) => r.sent).sort(), 'every upload arrived intact');
+      await waitFor(() => proxy.stats().active === 0, { message: 'all connections finished' });
+      const s = proxy.stats();
+      assert.equal(s.bytesUp, 4 * (hello.length + (6 << 20)));
+      assert.equal(s.bytesDown, 4 * (6 << 20));
+    } finally {
+      await proxy.close();
+      await new Promise<void>((resolve) => upstream.server.close(() => resolve()));
+    }
+  });
+}
+
+for (const dataPlane of DATA_PLANES) {
+  test(`${dataPlane} data plane: sourceAddress: upstream connections come from the configured address`, async () => {
+    const hello = await captureClientHello({ servername: 'node1.server.dc1.consul' });
+    const upstream = await startRawUpstream(hello.length);
+    const peers: string[] = [];
+    upstream.server.on('connection', (s: net.Socket) => peers.push(s.remoteAddress ?? '?'));
+    const proxy = new SniProxy({ dataPlane, sourceAddress: '127.0.0.3' });
+    proxy.update({ listeners: [listener([tcpChain(['node1.server.dc1.consul'], 'n1')])], clusters: [edsCluster('n1')], endpoints: [loadAssignment('n1', [{ port: upstream.port }])] });
+    await proxy.listen('127.0.0.1', 0);
+    try {
+      await runOne(proxy.address.port, hello, 'server-end');
+      assert.deepEqual(peers, ['127.0.0.3']);
+      await waitFor(() => proxy.stats().active === 0);
+    } finally {
+      await proxy.close();
+      await new Promise<void>((resolve) => upstream.server.close(() => resolve()));
+    }
+  });
+}

@@ -16,6 +16,7 @@ import {
   makePki,
   rawRefused,
   sniClusterChain,
+  startStuckListener,
   startEchoServer,
   tcpChain,
   tlsRoundTrip,
@@ -23,6 +24,9 @@ import {
   type EchoServer,
   type TestPki,
 } from './helpers.js';
+
+/** Both data planes run every end-to-end test (`handles` where this Node provides them). */
+const DATA_PLANES = [...(new SniProxy().dataPlane === 'handles' ? (['handles'] as const) : []), 'streams'] as const;
 
 describe('routing table', () => {
   const table = compileRoutingTable(wanfedResources({ node1: 1, dc2: 2, dc1: 3 }));
@@ -55,7 +59,7 @@ describe('routing table', () => {
   });
 });
 
-describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
+for (const dataPlane of DATA_PLANES) describe(`SniProxy end to end, ${dataPlane} data plane (real TLS on 127.0.0.1)`, () => {
   let pki: TestPki;
   let node1: EchoServer;
   let dc2: EchoServer;
@@ -68,7 +72,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   before(async () => {
     pki = await makePki();
     [node1, dc2, dc1, other] = await Promise.all([startEchoServer(pki, 'node1'), startEchoServer(pki, 'dc2'), startEchoServer(pki, 'dc1'), startEchoServer(pki, 'other')]);
-    proxy = new SniProxy({ logger, helloTimeoutMs: 300 });
+    proxy = new SniProxy({ dataPlane, logger, helloTimeoutMs: 300 });
     proxy.update(wanfedResources({ node1: node1.port, dc2: dc2.port, dc1: dc1.port }));
     await proxy.listen('127.0.0.1', 0);
     port = proxy.address.port;
@@ -77,6 +81,21 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
     await proxy.close();
     await Promise.all([node1, dc2, dc1, other].map((s) => s.close()));
   });
+
+  /** Route server.dc1.consul to [firstPort (never connects), dc1] with a 250 ms connect timeout; the call must wait for it, then succeed on dc1. */
+  async function expectConnectTimeoutFailover(p: SniProxy, firstPort: number): Promise<void> {
+    p.update({
+      listeners: [listener([sniClusterChain()])],
+      clusters: [{ ...edsCluster('server.dc1.consul'), connect_timeout: { nanos: 250_000_000 } }],
+      endpoints: [loadAssignment('server.dc1.consul', [{ port: firstPort }, { port: dc1.port }])],
+    });
+    await p.listen('127.0.0.1', 0);
+    const t0 = Date.now();
+    assert.equal((await tlsRoundTrip(p.address.port, pki, 'server.dc1.consul')).reply, 'dc1:ping');
+    const took = Date.now() - t0;
+    assert.ok(took >= 240, `the first endpoint was waited for (${took} ms)`);
+    assert.equal(p.stats().clusters['server.dc1.consul']?.connectFailures, 1);
+  }
 
   test('exact chain: node1.server.dc1.consul reaches node1; the server sees the SNI and ALPN the client sent', async () => {
     const before = node1.seen.length;
@@ -146,7 +165,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   });
 
   test('listen on a taken port rejects and can be retried; address reports the bound port', async () => {
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     await assert.rejects(p.listen('127.0.0.1', port), /EADDRINUSE/);
     await p.listen('127.0.0.1', 0);
     assert.notEqual(p.address.port, port);
@@ -156,7 +175,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
 
   test('refusal floods are warned about once per window', async () => {
     const log = createMemoryLogger('debug');
-    const p = new SniProxy({ logger: log, floodThreshold: 5, floodWindowMs: 60_000 });
+    const p = new SniProxy({ dataPlane, logger: log, floodThreshold: 5, floodWindowMs: 60_000 });
     p.update(wanfedResources({ node1: node1.port, dc2: dc2.port, dc1: dc1.port }));
     await p.listen('127.0.0.1', 0);
     try {
@@ -170,7 +189,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   });
 
   test('no matching chain and no catch-all is refused', async () => {
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     p.update({ listeners: [listener([tcpChain(['node1.server.dc1.consul'], 'node1.server.dc1.consul')])], clusters: [edsCluster('node1.server.dc1.consul')], endpoints: [loadAssignment('node1.server.dc1.consul', [{ port: node1.port }])] });
     await p.listen('127.0.0.1', 0);
     try {
@@ -184,7 +203,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
 
   test('fails over to the next endpoint when the first refuses; UNHEALTHY endpoints are never tried', async () => {
     const dead = await closedPort();
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     p.update({
       listeners: [listener([tcpChain(['*.server.dc2.consul'], 'server.dc2.consul')])],
       clusters: [edsCluster('server.dc2.consul')],
@@ -209,7 +228,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   });
 
   test('every endpoint failing refuses the client', async () => {
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     p.update({ listeners: [listener([sniClusterChain()])], clusters: [edsCluster('server.dc1.consul')], endpoints: [loadAssignment('server.dc1.consul', [{ port: await closedPort() }])] });
     await p.listen('127.0.0.1', 0);
     try {
@@ -220,25 +239,26 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
     }
   });
 
-  test('connect timeout: an endpoint that never accepts is abandoned after connect_timeout, then the next one is used', async () => {
+  test('connect timeout (injected connect, streams plane): an endpoint that never connects is abandoned after connect_timeout, then the next one is used', { skip: dataPlane !== 'streams' }, async () => {
     const neverPort = 1; // routed to a socket that never connects
     const p = new SniProxy({
       connect: ({ host, port: target }) => (target === neverPort ? new net.Socket() : net.connect({ host, port: target, allowHalfOpen: true })),
     });
-    p.update({
-      listeners: [listener([sniClusterChain()])],
-      clusters: [{ ...edsCluster('server.dc1.consul'), connect_timeout: { nanos: 250_000_000 } }],
-      endpoints: [loadAssignment('server.dc1.consul', [{ port: neverPort }, { port: dc1.port }])],
-    });
-    await p.listen('127.0.0.1', 0);
     try {
-      const t0 = Date.now();
-      assert.equal((await tlsRoundTrip(p.address.port, pki, 'server.dc1.consul')).reply, 'dc1:ping');
-      const took = Date.now() - t0;
-      assert.ok(took >= 240, `the first endpoint was waited for (${took} ms)`);
-      assert.equal(p.stats().clusters['server.dc1.consul']?.connectFailures, 1);
+      await expectConnectTimeoutFailover(p, neverPort);
     } finally {
       await p.close();
+    }
+  });
+
+  test('connect timeout: a listener whose accept queue is full (its SYNs dropped) is abandoned after connect_timeout, then the next endpoint is used', async () => {
+    const stuck = await startStuckListener();
+    const p = new SniProxy({ dataPlane });
+    try {
+      await expectConnectTimeoutFailover(p, stuck.port);
+    } finally {
+      await p.close();
+      await stuck.close();
     }
   });
 
@@ -274,7 +294,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   });
 
   test('update while a connection is open: it keeps working; new connections follow the new table', async () => {
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     const sni = 'node1.server.dc1.consul';
     p.update({ listeners: [listener([tcpChain([sni], 'c')])], clusters: [edsCluster('c')], endpoints: [loadAssignment('c', [{ port: node1.port }])] });
     await p.listen('127.0.0.1', 0);
@@ -304,7 +324,7 @@ describe('SniProxy end to end (real TLS on 127.0.0.1)', () => {
   });
 
   test('close(): stops accepting and destroys open connections; drain waits for them', async () => {
-    const p = new SniProxy();
+    const p = new SniProxy({ dataPlane });
     p.update(wanfedResources({ node1: node1.port, dc2: dc2.port, dc1: dc1.port }));
     await p.listen('127.0.0.1', 0);
     const tls = await import('node:tls');

@@ -3,31 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { GLOBAL_ADDRS_ATTRIBUTE, GrpcResolverBuilder, RouterError, Router } from '../../../src/plugins/router/index.js';
 import { createMemoryLogger, FakeClock, waitFor } from '../../../src/testing/index.js';
-import { FakePinger, server, serverMember } from './helpers.js';
-
-const raw = (b: Buffer): Buffer => b;
-const WhoService = {
-  Who: { path: '/meshfed.test.Who/Who', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
-} satisfies grpc.ServiceDefinition;
-const WhoClient = grpc.makeGenericClientConstructor(WhoService, 'Who');
-
-/** A gRPC server on 127.0.0.1 answering `Who` with its name. */
-async function whoServer(name: string): Promise<{ server: grpc.Server; port: number }> {
-  const s = new grpc.Server();
-  s.addService(WhoService, { Who: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) });
-  const port = await new Promise<number>((resolve, reject) => s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { server: s, port };
-}
-
-function who(client: grpc.Client): Promise<string> {
-  return new Promise((resolve, reject) => {
-    (client as unknown as { Who(req: Buffer, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void }).Who(
-      Buffer.alloc(0),
-      { deadline: Date.now() + 2000 },
-      (err, res) => (err ? reject(err) : resolve(res?.toString() ?? '')),
-    );
-  });
-}
+import { FakePinger, server, serverMember, who, WhoClient, whoServer } from './helpers.js';
 
 describe('GrpcResolverBuilder indexing', () => {
   test('config is checked; each builder gets its own scheme', () => {

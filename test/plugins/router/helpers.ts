@@ -1,4 +1,5 @@
-/** Shared fixtures of the router tests: Consul-shaped serf members and a scriptable pinger. */
+/** Shared fixtures of the router tests: Consul-shaped serf members, a scriptable pinger, a tiny gRPC service. */
+import * as grpc from '@grpc/grpc-js';
 import type { Member } from '../../../src/index.js';
 import { parseServer, type ServerMeta, type ServerPinger } from '../../../src/plugins/router/index.js';
 
@@ -59,4 +60,31 @@ export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
   return { promise, resolve };
+}
+
+const raw = (b: Buffer): Buffer => b;
+/** A proto-less unary service `Who` with Buffer messages. */
+export const WhoService = {
+  Who: { path: '/meshfed.test.Who/Who', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+} satisfies grpc.ServiceDefinition;
+/** Its client class. */
+export const WhoClient = grpc.makeGenericClientConstructor(WhoService, 'Who');
+
+/** A gRPC server on 127.0.0.1 answering `Who` with its name. */
+export async function whoServer(name: string): Promise<{ server: grpc.Server; port: number }> {
+  const s = new grpc.Server();
+  s.addService(WhoService, { Who: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)) });
+  const port = await new Promise<number>((resolve, reject) => s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { server: s, port };
+}
+
+/** Call `Who` (2 s deadline); resolves the answering server's name. */
+export function who(client: grpc.Client): Promise<string> {
+  return new Promise((resolve, reject) => {
+    (client as unknown as { Who(req: Buffer, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void }).Who(
+      Buffer.alloc(0),
+      { deadline: Date.now() + 2000 },
+      (err, res) => (err ? reject(err) : resolve(res?.toString() ?? '')),
+    );
+  });
 }
