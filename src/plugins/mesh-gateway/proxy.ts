@@ -211,8 +211,6 @@ interface Internal {
   attemptFailed(c: BaseConn): void;
   /** Every socket of the connection is closed. */
   finish(c: BaseConn): void;
-  /** The handles plane's peek buffer (shared: hello bytes are copied out at once). */
-  peekBuffer(): Buffer;
   /** Register/unregister a handles connection whose deadline the sweep must watch. */
   watch(c: HandleConn): void;
   unwatch(c: HandleConn): void;
@@ -445,11 +443,14 @@ class HandleConn extends BaseConn {
     if (err === 0) err = v6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err < 0) {
       h.close();
+      req[kConn] = undefined;
       this.proxy.debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
       this.proxy[kInternal].attemptFailed(this);
       return;
     }
     h[kConn] = this;
+    h.buffer = this.proxy[kInternal].buffers.take(SMALL_BUFFER);
+    h.useUserBuffer(h.buffer);
     this.upstream = h;
     this.connectDeadline = Date.now() + timeoutMs;
   }
@@ -459,10 +460,7 @@ class HandleConn extends BaseConn {
     const h = this.upstream;
     this.upstream = undefined;
     this.connectDeadline = 0;
-    if (h) {
-      h[kConn] = undefined;
-      h.close();
-    }
+    if (h) closeAttempt(this, h);
     this.proxy[kInternal].attemptFailed(this);
   }
 
@@ -561,6 +559,14 @@ class HandleConn extends BaseConn {
   }
 }
 
+/** Close the handle of a failed connect attempt and take its buffer back. */
+function closeAttempt(c: HandleConn, h: TaggedHandle): void {
+  h[kConn] = undefined;
+  h.close();
+  c.proxy[kInternal].buffers.give(h.buffer);
+  h.buffer = undefined;
+}
+
 function onHandleHello(this: TaggedHandle): void {
   const c = this[kConn];
   if (!c || c.phase !== 'peek') return;
@@ -570,8 +576,9 @@ function onHandleHello(this: TaggedHandle): void {
     internal.refuse(c, 'client-closed', n === UV_EOF ? 'end of stream before a complete ClientHello' : 'connection closed before a complete ClientHello');
     return;
   }
-  // The peek buffer is shared: copy the bytes out before the next read.
-  if (n > 0) internal.onHello(c, Buffer.from(internal.peekBuffer().subarray(0, n)));
+  // Copy the bytes out: the next read reuses the buffer, the reader keeps its chunks.
+  const buf = this.buffer;
+  if (n > 0 && buf) internal.onHello(c, Buffer.from(buf.subarray(0, n)));
 }
 
 function onHandleConnect(this: TaggedConnect, status: number, handle: TcpHandle): void {
@@ -582,8 +589,7 @@ function onHandleConnect(this: TaggedConnect, status: number, handle: TcpHandle)
   const up = handle as TaggedHandle;
   if (status < 0) {
     c.upstream = undefined;
-    up[kConn] = undefined;
-    up.close();
+    closeAttempt(c, up);
     c.proxy.debug('mesh gateway connect failed', { error: getSystemErrorName(status) });
     c.proxy[kInternal].attemptFailed(c);
     return;
@@ -593,11 +599,7 @@ function onHandleConnect(this: TaggedConnect, status: number, handle: TcpHandle)
   internal.spliced(c);
   up.setNoDelay(true);
   const client = c.client;
-  client.buffer = internal.buffers.take(SMALL_BUFFER);
-  client.useUserBuffer(client.buffer);
   client.onread = onHandleClientData;
-  up.buffer = internal.buffers.take(SMALL_BUFFER);
-  up.useUserBuffer(up.buffer);
   up.onread = onHandleUpstreamData;
   const hello = c.hello;
   c.hello = undefined;
@@ -749,7 +751,6 @@ export class SniProxy {
   #closed: Promise<void> | undefined;
   readonly #conns = new Set<BaseConn>();
   #drainWaiters: Array<() => void> = [];
-  #peekBuffer: Buffer | undefined;
   /** Handles connections in peek or connect phase (their deadlines), and the sweep over them. */
   readonly #watched = new Set<HandleConn>();
   #sweep: NodeJS.Timeout | undefined;
@@ -924,7 +925,9 @@ export class SniProxy {
       return;
     }
     client.setNoDelay(true);
-    client.useUserBuffer(this.#internalPeekBuffer());
+    // The connection's own read buffer from the start (the hello bytes are copied out of it).
+    client.buffer = this[kInternal].buffers.take(SMALL_BUFFER);
+    client.useUserBuffer(client.buffer);
     client.onread = onHandleHello;
     const err = client.readStart();
     if (err < 0) {
@@ -933,11 +936,6 @@ export class SniProxy {
     }
     conn.helloDeadline = Date.now() + this.#helloTimeoutMs;
     this.#watch(conn);
-  }
-
-  #internalPeekBuffer(): Buffer {
-    this.#peekBuffer ??= Buffer.allocUnsafeSlow(SMALL_BUFFER);
-    return this.#peekBuffer;
   }
 
   #watch(c: HandleConn): void {
@@ -1054,7 +1052,6 @@ export class SniProxy {
       this.#tryEndpoint(c);
     },
     finish: (c) => this.#finish(c),
-    peekBuffer: () => this.#internalPeekBuffer(),
     watch: (c) => this.#watch(c),
     unwatch: (c) => this.#unwatch(c),
   };
