@@ -6,6 +6,14 @@
  * Design (the invariant is *acknowledged ⇔ durable ⇔ visible*):
  * - `apply()` only queues the command. Commands queued in the same event-loop turn, or while a
  *   commit blocks the loop, are flushed together by one `setImmediate` callback: a group commit.
+ *   One exception saves that event-loop hop for writers that wait for their acknowledgement and
+ *   then write again (a sequential writer, or many in lockstep): a command queued after a flush's
+ *   acknowledgements and before the microtask queue next runs empty (so before any I/O callback
+ *   or timer could run) is flushed by a microtask queued behind it instead, so every writer woken
+ *   by the same flush still joins the same batch; commands from I/O callbacks and timers keep
+ *   waiting for `setImmediate` and group. Such back-to-back flushes stop after
+ *   {@link MAX_BACK_TO_BACK_MS} since the loop last polled I/O, or when a snapshot is due: the
+ *   next flush waits for `setImmediate` again, so a write loop cannot starve the event loop.
  * - The flush runs in ONE synchronous turn: inside a single SQLite transaction, each command gets
  *   index `latest + 1` and is applied to the store (the store validates fully before writing, so
  *   a rejected command writes nothing, consumes no index and is not logged); each accepted
@@ -100,6 +108,11 @@ interface Pending {
   error: unknown;
 }
 
+/** A settled promise, to queue microtasks without `queueMicrotask`'s per-call async resource. */
+const RESOLVED = Promise.resolve();
+/** How long back-to-back (microtask) flushes may keep the event loop from polling I/O, ms. */
+const MAX_BACK_TO_BACK_MS = 1;
+
 /** Deepest nesting {@link isJsonFaithful} inspects before giving up (falls back to the parsed copy). */
 const MAX_FAITHFUL_DEPTH = 32;
 
@@ -166,11 +179,27 @@ export class EmbeddedBackend {
   readonly #insert: BetterSqlite3.Statement<[number, string]>;
   readonly #writeSnapshot: BetterSqlite3.Statement<[number, string]>;
   readonly #truncate: BetterSqlite3.Statement<[number]>;
+  readonly #clearLog: BetterSqlite3.Statement<[]>;
+  readonly #maxLogged: BetterSqlite3.Statement<[], number | null>;
   /** The batch transaction, built once: applies and logs `batch` after index `start`, returns the last index used. */
   readonly #commitBatch: BetterSqlite3.Transaction<(batch: readonly Pending[], start: number) => number>;
   #snapshotScheduled = false;
   #queue: Pending[] = [];
   #scheduled = false;
+  /** Open from a flush's acknowledgements until the microtask queue next runs empty. */
+  #ackWindow = false;
+  /** `performance.now()` when the latest `setImmediate` flush started (the loop had just polled). */
+  #turnStart = 0;
+  readonly #flushFromLoop = (): void => {
+    this.#turnStart = performance.now();
+    this.#flush();
+  };
+  readonly #flushBackToBack = (): void => this.#flush();
+  readonly #closeAckWindow = (): void => {
+    this.#ackWindow = false;
+  };
+  // a tick queued from a microtask runs once the microtask queue is empty
+  readonly #armAckWindowClose = (): void => process.nextTick(this.#closeAckWindow);
   #last = 0;
   #snapshotIndex = 0;
   #closed = false;
@@ -185,6 +214,10 @@ export class EmbeddedBackend {
     this.#insert = db.prepare('INSERT INTO log (idx, command) VALUES (?, ?)');
     this.#writeSnapshot = db.prepare('INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)');
     this.#truncate = db.prepare('DELETE FROM log WHERE idx <= ?');
+    // without WHERE, SQLite drops the table's pages wholesale instead of deleting row by row
+    // (10 000 entries: ~3 ms and ~200 WAL pages instead of ~25 ms of CPU and ~1 900 pages)
+    this.#clearLog = db.prepare('DELETE FROM log');
+    this.#maxLogged = db.prepare<[], number | null>('SELECT max(idx) FROM log').pluck();
     this.#commitBatch = db.transaction((batch: readonly Pending[], start: number) => this.#applyBatch(batch, start));
   }
 
@@ -290,7 +323,10 @@ export class EmbeddedBackend {
       this.#queue.push({ command, resolve, reject, index: 0, error: undefined });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => this.#flush());
+        // queued behind the writers woken by the same flush (they run first and join the batch);
+        // a due snapshot (a setImmediate) runs before the next batch, as without this shortcut
+        if (this.#ackWindow && !this.#snapshotScheduled && performance.now() - this.#turnStart < MAX_BACK_TO_BACK_MS) void RESOLVED.then(this.#flushBackToBack);
+        else setImmediate(this.#flushFromLoop);
       }
     });
   }
@@ -329,6 +365,7 @@ export class EmbeddedBackend {
     }
     for (const p of batch) if (p.index !== 0) p.resolve({ index: p.index });
     for (const p of batch) if (p.index === 0) p.reject(p.error);
+    this.#openAckWindow();
     if (this.#last - this.#snapshotIndex >= this.#snapshotEvery && !this.#snapshotScheduled) {
       // after the acknowledgements above (their continuations run first); the log holds every entry
       this.#snapshotScheduled = true;
@@ -337,6 +374,13 @@ export class EmbeddedBackend {
         if (this.#last - this.#snapshotIndex >= this.#snapshotEvery) this.snapshotNow();
       });
     }
+  }
+
+  /** Open the window in which writes of the writers just woken flush back to back (if not open yet). */
+  #openAckWindow(): void {
+    if (this.#ackWindow) return; // its close is armed: at the end of this same microtask run
+    this.#ackWindow = true;
+    void RESOLVED.then(this.#armAckWindowClose);
   }
 
   /**
@@ -407,7 +451,10 @@ export class EmbeddedBackend {
       const data = JSON.stringify(this.#store.snapshot());
       this.#db.transaction(() => {
         this.#writeSnapshot.run(index, data);
-        this.#truncate.run(index);
+        // every logged entry is at or below the latest index, so this clears the whole log
+        const max = this.#maxLogged.get() ?? 0;
+        if (max <= index) this.#clearLog.run();
+        else this.#truncate.run(index);
       })();
     } catch (err) {
       this.#logger?.warn('state snapshot failed; will retry', { error: (err as Error).message, index });

@@ -17,11 +17,14 @@ export const StateErrorCode = Object.freeze({
 export class StateValidationError extends MeshfedError {
   /** Dotted path of the offending field. */
   readonly field: string;
+  /** What is wrong with the field (the message without `invalid <field>: `). */
+  readonly reason: string;
 
   /** @param field dotted path of the offending field; @param message what is wrong with it */
   constructor(field: string, message: string) {
     super(StateErrorCode.INVALID, `invalid ${field}: ${message}`, { plugin: 'state' });
     this.name = 'StateValidationError';
     this.field = field;
+    this.reason = message;
   }
 }

@@ -221,7 +221,7 @@ export class StateStore {
     const writes: Write[] = [];
     const existingNode = this.#tables.nodes.get(ln);
     const nodeID = optionalString(req.ID, 'ID');
-    const nodeAddress = address(req.Address, 'Address');
+    const nodeAddress = address(req.Address, 'Address', existingNode?.Address);
     const dc = optionalString(req.Datacenter, 'Datacenter');
     const nodeTagged = nodeTaggedAddresses(req.TaggedAddresses, 'TaggedAddresses', existingNode?.TaggedAddresses);
     const nodeMeta = meta(req.NodeMeta, 'NodeMeta', existingNode?.Meta);
@@ -261,7 +261,7 @@ export class StateStore {
       const key = `${ln}/${lower(id)}`;
       const existing = this.#tables.services.get(key)?.Service;
       const svcTags = tags(s.Tags, 'Service.Tags', existing?.Tags);
-      const svcAddress = optionalAddress(s.Address, 'Service.Address');
+      const svcAddress = optionalAddress(s.Address, 'Service.Address', existing?.Address);
       const svcTagged = serviceTaggedAddresses(s.TaggedAddresses, 'Service.TaggedAddresses', existing?.TaggedAddresses);
       const svcMeta = meta(s.Meta, 'Service.Meta', existing?.Meta);
       serviceID = id;
@@ -296,34 +296,44 @@ export class StateStore {
 
     const list: unknown = req.Checks ?? undefined;
     if (list !== undefined && !Array.isArray(list)) throw new StateValidationError('Checks', 'expected an array of checks');
-    if (req.Check !== undefined && req.Check !== null) this.#check(idx, req.Check, 'Check', nodeName, ln, serviceID, serviceName, writes);
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) this.#check(idx, list[i], `Checks[${i}]`, nodeName, ln, serviceID, serviceName, writes);
+    // field names (`Checks[i].Status`) are only built for an error: #check names its fields
+    // relative to the check, and a rejection is re-thrown here with the check's own name
+    let i = -1;
+    try {
+      if (req.Check !== undefined && req.Check !== null) this.#check(idx, req.Check, nodeName, ln, serviceID, serviceName, writes);
+      if (list !== undefined) for (i = 0; i < list.length; i++) this.#check(idx, list[i], nodeName, ln, serviceID, serviceName, writes);
+    } catch (err) {
+      if (!(err instanceof StateValidationError)) throw err;
+      const field = i < 0 ? 'Check' : `Checks[${i}]`;
+      throw new StateValidationError(err.field === '' ? field : `${field}.${err.field}`, err.reason);
     }
     return writes;
   }
 
-  /** Validate one check of a registration; push its row when it changed. */
-  #check(idx: number, c: unknown, field: string, nodeName: string, ln: string, regServiceID: string, regServiceName: string, writes: Write[]): void {
-    if (!isRecord(c)) throw new StateValidationError(field, 'expected an object');
-    const checkNode = optionalString(c.Node, `${field}.Node`) || nodeName;
-    if (checkNode !== nodeName && lower(checkNode) !== ln) throw new StateValidationError(`${field}.Node`, `check node ${JSON.stringify(checkNode)} does not match registration node ${JSON.stringify(nodeName)}`);
-    const name = optionalString(c.Name, `${field}.Name`);
-    const checkID = optionalString(c.CheckID, `${field}.CheckID`) || name;
-    if (checkID === '') throw new StateValidationError(`${field}.CheckID`, 'missing check ID (set CheckID or Name)');
-    const status = healthStatus(c.Status, `${field}.Status`);
-    const serviceID = optionalString(c.ServiceID, `${field}.ServiceID`);
+  /**
+   * Validate one check of a registration; push its row when it changed. Fields of its
+   * {@link StateValidationError}s are relative to the check (`''`: the check itself).
+   */
+  #check(idx: number, c: unknown, nodeName: string, ln: string, regServiceID: string, regServiceName: string, writes: Write[]): void {
+    if (!isRecord(c)) throw new StateValidationError('', 'expected an object');
+    const checkNode = optionalString(c.Node, 'Node') || nodeName;
+    if (checkNode !== nodeName && lower(checkNode) !== ln) throw new StateValidationError('Node', `check node ${JSON.stringify(checkNode)} does not match registration node ${JSON.stringify(nodeName)}`);
+    const name = optionalString(c.Name, 'Name');
+    const checkID = optionalString(c.CheckID, 'CheckID') || name;
+    if (checkID === '') throw new StateValidationError('CheckID', 'missing check ID (set CheckID or Name)');
+    const status = healthStatus(c.Status, 'Status');
+    const serviceID = optionalString(c.ServiceID, 'ServiceID');
     let serviceName = '';
     if (serviceID !== '') {
       if (regServiceID !== '' && (regServiceID === serviceID || lower(regServiceID) === lower(serviceID))) serviceName = regServiceName;
       else {
         const s = this.#tables.services.get(`${ln}/${lower(serviceID)}`);
-        if (!s) throw new StateValidationError(`${field}.ServiceID`, `missing service registration ${JSON.stringify(serviceID)} on node ${JSON.stringify(nodeName)}`);
+        if (!s) throw new StateValidationError('ServiceID', `missing service registration ${JSON.stringify(serviceID)} on node ${JSON.stringify(nodeName)}`);
         serviceName = s.Service.Service;
       }
     }
-    const notes = optionalString(c.Notes, `${field}.Notes`);
-    const output = optionalString(c.Output, `${field}.Output`);
+    const notes = optionalString(c.Notes, 'Notes');
+    const output = optionalString(c.Output, 'Output');
     const key = `${ln}/${lower(checkID)}`;
     const existing = this.#tables.checks.get(key);
     if (

@@ -41,15 +41,20 @@ export function optionalString(v: unknown, field: string): string {
   return v;
 }
 
-/** A required address (IP or DNS name). */
-export function address(v: unknown, field: string): string {
+/**
+ * A required address (IP or DNS name). `prev`, the stored value, was validated when stored: an
+ * equal input is not parsed again and `prev` itself is returned (cheap identity comparisons).
+ */
+export function address(v: unknown, field: string, prev?: string): string {
+  if (v === prev && prev !== undefined && prev !== '') return prev;
   const s = requiredString(v, field, 'address');
   if (!isValidAddress(s)) throw new StateValidationError(field, `bad address ${JSON.stringify(s)}: expected an IP or a DNS name`);
   return s;
 }
 
-/** An optional address (`''` allowed). */
-export function optionalAddress(v: unknown, field: string): string {
+/** An optional address (`''` allowed); `prev` as for {@link address}. */
+export function optionalAddress(v: unknown, field: string, prev?: string): string {
+  if (v === prev && prev !== undefined) return prev;
   const s = optionalString(v, field);
   if (s !== '' && !isValidAddress(s)) throw new StateValidationError(field, `bad address ${JSON.stringify(s)}: expected an IP or a DNS name`);
   return s;
@@ -69,7 +74,19 @@ const EMPTY_TAGS: readonly string[] = Object.freeze([]);
 function sortedKeys(v: object): string[] {
   const keys = Object.keys(v);
   for (let i = 1; i < keys.length; i++) {
-    if ((keys[i - 1] as string) > (keys[i] as string)) return keys.sort();
+    if ((keys[i - 1] as string) > (keys[i] as string)) return sortStrings(keys);
+  }
+  return keys;
+}
+
+/** Sort strings in place (code-unit order, as `Array.prototype.sort`): insertion sort for the few keys of a map. */
+function sortStrings(keys: string[]): string[] {
+  if (keys.length > 16) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i] as string;
+    let j = i - 1;
+    for (; j >= 0 && (keys[j] as string) > k; j--) keys[j + 1] = keys[j] as string;
+    keys[j + 1] = k;
   }
   return keys;
 }
@@ -79,13 +96,6 @@ function keyCount(v: object): number {
   let n = 0;
   for (const k in v) if (Object.hasOwn(v, k)) n++;
   return n;
-}
-
-/** True when `prev` is a record with exactly `keys`, every value equal (`same`) to `value(k)`. */
-function sameRecord<T>(prev: Readonly<Record<string, T>> | undefined, keys: readonly string[], value: (k: string) => unknown, same: (a: T, b: unknown) => boolean): boolean {
-  if (prev === undefined || keyCount(prev) !== keys.length) return false;
-  for (const k of keys) if (!Object.hasOwn(prev, k) || !same(prev[k] as T, value(k))) return false;
-  return true;
 }
 
 /**
@@ -103,12 +113,15 @@ export function meta(v: unknown, field: string, prev?: Readonly<Record<string, s
   for (const k in v) {
     if (!Object.hasOwn(v, k)) continue;
     const val = v[k];
-    if (typeof val !== 'string' || val.length > MAX_META_VALUE_LENGTH || k.length > MAX_META_KEY_LENGTH || !META_KEY.test(k) || ++n > MAX_META_PAIRS) {
+    // a pair equal to a stored one was validated when stored
+    const stored = prev !== undefined && Object.hasOwn(prev, k) && prev[k] === val;
+    if (!stored && (typeof val !== 'string' || val.length > MAX_META_VALUE_LENGTH || k.length > MAX_META_KEY_LENGTH || !META_KEY.test(k))) {
       return metaSlow(v, field); // throws the error of the first bad key in sorted order
     }
+    if (++n > MAX_META_PAIRS) return metaSlow(v, field);
     if (n > 1 && last > k) sorted = false;
     last = k;
-    if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
+    if (!stored) same = false;
   }
   return settledStringMap(v, prev, same, n, sorted);
 }
@@ -143,36 +156,36 @@ export function nodeTaggedAddresses(v: unknown, field: string, prev?: Readonly<R
   for (const k in v) {
     if (!Object.hasOwn(v, k)) continue;
     const val = v[k];
-    if (typeof val !== 'string' || !isValidAddress(val)) {
+    // an address equal to a stored one was validated when stored
+    const stored = prev !== undefined && Object.hasOwn(prev, k) && prev[k] === val;
+    if (!stored && (typeof val !== 'string' || !isValidAddress(val))) {
       // the error of the first bad key in sorted order
       for (const key of Object.keys(v).sort()) address(v[key], `${field}.${key}`);
     }
     n++;
     if (n > 1 && last > k) sorted = false;
     last = k;
-    if (same && (!Object.hasOwn(prev as object, k) || (prev as Record<string, string>)[k] !== val)) same = false;
+    if (!stored) same = false;
   }
   return settledStringMap(v, prev, same, n, sorted);
 }
-
-const sameServiceAddress = (a: ServiceAddress, b: unknown): boolean => {
-  const r = b as Record<string, unknown>;
-  // the input Port is already validated: undefined/null mean 0
-  return a.Address === r.Address && a.Port === ((r.Port ?? 0) as number) && keyCount(a) === 2;
-};
 
 /** Service tagged addresses: name → `{Address, Port}` (frozen, sorted keys; `prev` itself when the same). */
 export function serviceTaggedAddresses(v: unknown, field: string, prev?: Readonly<Record<string, ServiceAddress>>): Readonly<Record<string, ServiceAddress>> {
   if (v === undefined || v === null) return prev !== undefined && keyCount(prev) === 0 ? prev : EMPTY_MAP;
   if (!isRecord(v)) throw new StateValidationError(field, 'expected an object of {Address, Port}');
   const keys = sortedKeys(v);
+  let same = prev !== undefined && keyCount(prev) === keys.length;
   for (const k of keys) {
     const a = v[k];
     if (!isRecord(a)) throw new StateValidationError(`${field}.${k}`, 'expected {Address, Port}');
-    address(a.Address, `${field}.${k}.Address`);
-    port(a.Port, `${field}.${k}.Port`);
+    // parts equal to the stored ones were validated when stored (field names built only to throw)
+    const p = prev !== undefined && Object.hasOwn(prev, k) ? prev[k] : undefined;
+    const addr = p !== undefined && a.Address === p.Address ? p.Address : address(a.Address, `${field}.${k}.Address`);
+    const prt = p !== undefined && a.Port === p.Port ? p.Port : port(a.Port, `${field}.${k}.Port`);
+    if (same && (p === undefined || p.Address !== addr || p.Port !== prt || keyCount(p) !== 2)) same = false;
   }
-  if (sameRecord(prev, keys, (k) => v[k], sameServiceAddress)) return prev as Readonly<Record<string, ServiceAddress>>;
+  if (same) return prev as Readonly<Record<string, ServiceAddress>>;
   if (keys.length === 0) return EMPTY_MAP;
   const out: Record<string, ServiceAddress> = {};
   for (const k of keys) {
@@ -249,7 +262,7 @@ function settledStringMap(v: Record<string, unknown>, prev: unknown, same: boole
   if (sorted) {
     for (const k in v) if (Object.hasOwn(v, k)) out[k] = v[k] as string;
   } else {
-    for (const k of Object.keys(v).sort()) out[k] = v[k] as string;
+    for (const k of sortStrings(Object.keys(v))) out[k] = v[k] as string;
   }
   return Object.freeze(out);
 }

@@ -111,6 +111,39 @@ describe('EmbeddedBackend', () => {
     assert.equal(a.backend.stats.entries, 67);
   });
 
+  test('writers woken by a flush that write again still share one transaction', async (t) => {
+    const a = open(t, fresh(t));
+    const writers = 16;
+    const rounds = 4;
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let r = 0; r < rounds; r++) await a.backend.apply(register(`w${w}-r${r}`));
+      }),
+    );
+    assert.equal(a.backend.stats.entries, writers * rounds);
+    assert.equal(a.backend.stats.transactions, rounds);
+    assert.equal(a.backend.stats.maxBatch, writers);
+  });
+
+  test('a sequential writer flushes back to back but does not starve the event loop', async (t) => {
+    const a = open(t, fresh(t));
+    let turns = 0;
+    let spinning = true;
+    const spin = (): void => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const start = performance.now();
+    let writes = 0;
+    while (performance.now() - start < 30 || writes < 5) await a.backend.apply(register(`seq${writes++}`));
+    const ms = performance.now() - start;
+    spinning = false;
+    assert.equal(a.backend.stats.transactions, writes); // one transaction each: nothing else to group with
+    // the loop got a turn at least every millisecond or write (back-to-back flushes stop after 1 ms)
+    assert.ok(turns >= 3, `${turns} event-loop turns during ${writes} writes in ${ms.toFixed(1)} ms`);
+  });
+
   test('a failed write (disk full) rejects the whole batch, which is neither visible nor durable', async (t) => {
     const dir = fresh(t);
     const a = open(t, dir, { maxPageCount: 16 });

@@ -48,6 +48,34 @@ describe('validation names the field and writes nothing', () => {
     rejects({ ...gateway('gw9'), Checks: [{ Status: 'passing' }] }, 'Checks[0].CheckID');
   });
 
+  test('a check that is not an object is named by its position', () => {
+    rejects({ ...gateway('gw9'), Checks: [{ CheckID: 'ok' }, 'x' as never] }, 'Checks[1]', /expected an object/);
+    rejects({ ...gateway('gw9'), Check: 7 as never }, 'Check', /expected an object/);
+  });
+
+  test('values equal to the stored ones are accepted; new bad ones next to them are still refused', () => {
+    const node = { Node: 'n', Address: '10.0.0.1', TaggedAddresses: { lan: '10.0.0.1' }, NodeMeta: bigMeta(64) };
+    const service = { Service: 'web', Address: 'web.example.com', TaggedAddresses: { lan: { Address: '10.0.0.1', Port: 80 } }, Port: 80 };
+    const { store } = newStore();
+    store.apply(1, reg({ ...node, Service: service }));
+    const again = (body: RegisterRequest): unknown => store.apply(2, reg(body));
+    const invalid = (body: RegisterRequest, field: string, message?: RegExp): void => {
+      assert.throws(() => again(body), (err: unknown) => err instanceof StateValidationError && err.field === field && (!message || message.test(err.message)));
+    };
+    invalid({ ...node, TaggedAddresses: { lan: '10.0.0.1', wan: '-bad-' } }, 'TaggedAddresses.wan');
+    invalid({ ...node, NodeMeta: { ...bigMeta(64), extra: 'v' } }, 'NodeMeta', /65 > 64/);
+    invalid({ ...node, NodeMeta: { ...bigMeta(63), 'bad key': 'v' } }, 'NodeMeta.bad key');
+    invalid({ ...node, Address: 'not an address!' }, 'Address');
+    invalid({ ...node, Service: { ...service, TaggedAddresses: { lan: { Address: '10.0.0.1', Port: 80 }, wan: { Address: 'x y', Port: 1 } } } }, 'Service.TaggedAddresses.wan.Address');
+    invalid({ ...node, Service: { ...service, TaggedAddresses: { lan: { Address: '10.0.0.1', Port: 70000 } } } }, 'Service.TaggedAddresses.lan.Port');
+    invalid({ ...node, Service: { ...service, Address: 'a b' } }, 'Service.Address');
+    assert.equal(store.latestIndex(), 1);
+    // the same registration again changes nothing: the stored rows are kept as they are
+    const before = store.snapshot();
+    again({ ...node, Service: service });
+    assert.deepEqual(store.snapshot().Tables, before.Tables);
+  });
+
   test('oversize meta: > 64 keys, values > 512 characters, bad keys', () => {
     rejects({ Node: 'n', Address: '10.0.0.1', NodeMeta: bigMeta(65) }, 'NodeMeta', /65 > 64/);
     rejects({ ...gateway('gw9'), Service: { Service: 'web', Meta: { long: 'x'.repeat(513) } } }, 'Service.Meta.long', /513 > 512/);
