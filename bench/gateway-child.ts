@@ -9,7 +9,8 @@
  * tcp_proxy) to an EDS cluster whose one endpoint is 127.0.0.1:<upstreamPort>. Prints
  * `LISTEN <port>`; a `stats` line on stdin prints `STATS <json>`, `mem` prints
  * `MEM <process.memoryUsage() json>`; SIGTERM exits (so that
- * `--cpu-prof` writes its profile).
+ * `--cpu-prof` writes its profile). MESHFED_BENCH_DATA_PLANE=handles|streams picks the data plane
+ * (default: the proxy's own choice).
  */
 import { SniProxy } from '../src/plugins/mesh-gateway/proxy.js';
 import type { MeshGatewayResources } from '../src/plugins/mesh-gateway/routing.js';
@@ -51,7 +52,9 @@ function benchResources(upstreamPort: number, serverName: string): MeshGatewayRe
 async function main(): Promise<void> {
   const [, , portArg, serverName] = process.argv;
   if (!portArg || !serverName) throw new Error('usage: gateway-child.js <upstreamPort> <serverName>');
-  const proxy = new SniProxy();
+  const plane = process.env['MESHFED_BENCH_DATA_PLANE'];
+  const proxy = new SniProxy(plane === 'handles' || plane === 'streams' ? { dataPlane: plane } : {});
+  process.stderr.write(`gateway child: ${proxy.dataPlane} data plane\n`);
   proxy.update(benchResources(Number(portArg), serverName));
   await proxy.listen('127.0.0.1', 0);
   process.stdout.write(`LISTEN ${proxy.address.port}\n`);
