@@ -82,13 +82,17 @@ export function tokenOf(req: HttpRequest): string {
   return req.query.get('token') ?? '';
 }
 
-/** Consul's blocking-query headers for a response described by `meta`. */
+/**
+ * Consul's blocking-query headers for a response described by `meta`, with
+ * `X-Consul-Results-Filtered-By-ACLs: true` when ACLs removed something from it.
+ */
 export function queryMetaHeaders(meta: QueryMeta): Record<string, string> {
   return {
     'X-Consul-Index': String(meta.Index),
     'X-Consul-KnownLeader': String(meta.KnownLeader),
     'X-Consul-LastContact': String(Math.floor(meta.LastContact / 1e6)),
     'X-Consul-Effective-Consistency': meta.ConsistencyLevel || 'default',
+    ...(meta.ResultsFilteredByACLs ? { 'X-Consul-Results-Filtered-By-ACLs': 'true' } : {}),
   };
 }
 

@@ -16,8 +16,13 @@
  *   blocking `?index=&wait=`, `?stale`, `?consistent`, `?dc=` and the `X-Consul-*` headers.
  *   Writes on a follower are forwarded to the leader; `?dc=` to another datacenter through the
  *   router (when the `router` plugin is present).
+ * - **ACLs**: with the `acl` plugin, the catalog endpoints check each request's token (see
+ *   `catalog.ts` for the rules): writes are refused with `Permission denied` (HTTP 403), reads
+ *   are filtered.
  * - Each server registers itself as service `consul` (port = its RPC port) with a passing
- *   `serfHealth` check.
+ *   `serfHealth` check: the leader writes its own registration straight through the backend
+ *   (no ACL check, as Consul's leader does); another server sends it to the leader with
+ *   `acl.tokens.agent` (else `acl.tokens.initial_management`).
  *
  * @example
  * ```ts
@@ -42,6 +47,8 @@ import { errorMessage, MeshfedError } from '../../core/errors.js';
 import type { AgentConfig } from '../../core/config/schema.js';
 import type { AgentPlugin } from '../../core/plugin.js';
 import { serviceToken, Tokens } from '../../core/tokens.js';
+import { AclTokens, isAclError } from '../acl/index.js';
+import { GossipTokens } from '../gossip/index.js';
 import { HttpTokens } from '../http/index.js';
 import { RouterTokens } from '../router/index.js';
 import { RpcTokens } from '../rpc/index.js';
@@ -49,10 +56,11 @@ import { decode, encode } from '../rpc/msgpack/index.js';
 import { EtcdBackend } from './backend/etcd.js';
 import { localBackend } from './backend/local.js';
 import type { BackendContext, StateBackend } from './backend/types.js';
-import { catalogEndpoints } from './catalog.js';
+import { catalogEndpoints, toStoreRegister } from './catalog.js';
 import { catalogRoutes } from './http.js';
+import { ServerReconciler } from './reconcile.js';
 import { StateServer } from './server.js';
-import { StateStore } from './store/index.js';
+import { MessageType, StateStore } from './store/index.js';
 import { RegisterRequest } from './structs.js';
 
 export { StateStore } from './store/index.js';
@@ -83,6 +91,12 @@ export interface StatePluginOptions {
   readonly backend?: (ctx: BackendContext) => StateBackend;
   /** Register this server as service `consul` in its catalog (default true). */
   readonly registerSelf?: boolean;
+  /**
+   * The leader keeps the catalog's server registrations in line with the LAN pool (default true
+   * when the `gossip` plugin runs): failed servers' `serfHealth` goes critical, departed servers
+   * are deregistered. See `reconcile.ts`.
+   */
+  readonly reconcileServers?: boolean;
 }
 
 interface StateConfig {
@@ -228,19 +242,27 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
               TaggedAddresses: { lan: config.advertise_addr, wan },
               Service: { ID: 'consul', Service: 'consul', Port: rpcPort() },
               Checks: [{ CheckID: 'serfHealth', Name: 'Serf Health Status', Status: 'passing', Output: 'Agent alive and reachable' }],
+              Token: config.acl.tokens.agent || config.acl.tokens.initial_management || '',
             },
             RegisterRequest,
           ),
           RegisterRequest,
         );
-        // Until it lands: a follower forwards it to the leader, which may not be elected yet.
+        // Until it lands: the leader writes it through the backend (the server itself, no ACL
+        // check); a follower forwards it to the leader, which may not be elected yet.
+        let warnedAcl = false;
         for (let delay = 200; !signal.aborted; delay = Math.min(delay * 2, 5000)) {
           try {
-            await srv.call('Catalog.Register', req, { signal });
+            if (srv.backend.isLeader()) await srv.write({ Type: MessageType.Register, Body: toStoreRegister(req) });
+            else await srv.call('Catalog.Register', req, { signal });
             logger.debug('registered this server as service "consul"');
             return;
           } catch (err) {
             if (signal.aborted) return;
+            if (isAclError(err) && !warnedAcl) {
+              warnedAcl = true;
+              logger.warn('the leader refused to register this server as service "consul": give acl.tokens.agent node:write on this node and service:write on "consul"; retrying', { err: errorMessage(err) });
+            }
             logger.debug('registering this server as service "consul" failed; retrying', { err: errorMessage(err), retry_ms: delay });
             await new Promise<void>((resolve) => {
               const timer = setTimeout(done, delay);
@@ -258,9 +280,27 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
       holder.backend = backend;
       const srv = new StateServer({ store, backend, datacenter: config.datacenter, pool, router: services.tryGet(RouterTokens.Router), logger });
       holder.server = srv;
-      registry.registerAll(catalogEndpoints(srv, config.datacenter));
+      const acl = services.tryGet(AclTokens.Resolver);
+      registry.registerAll(catalogEndpoints(srv, config.datacenter, acl ? (token) => acl.resolve(token) : undefined));
       const api = services.tryGet(HttpTokens.HttpApi);
       if (api) catalogRoutes(api, srv);
+      if (options.reconcileServers !== false && services.has(GossipTokens.Lan)) {
+        const reconciler = new ServerReconciler({
+          datacenter: config.datacenter,
+          selfNode: config.node_name,
+          store,
+          write: (command) => srv.write(command),
+          // the pool exists once gossip has started (leadership comes after every plugin started)
+          members: () => services.get(GossipTokens.Lan).members(),
+          logger: logger.child({ component: 'state.reconcile' }),
+        });
+        hooks.onLeadershipAcquired.tapPromise({}, ({ signal: leaderSignal }) => {
+          // in the background: the hook must not wait for catalog writes
+          reconciler.lead(leaderSignal).catch((err: unknown) => logger.warn('catalog reconciliation failed', { err: errorMessage(err) }));
+          return Promise.resolve();
+        });
+        hooks.onMembership.tap({}, (event) => reconciler.onMembership(event));
+      }
       return {
         async start({ signal: startSignal }) {
           await backend.start(startSignal);

@@ -423,6 +423,21 @@ export class StateStore {
     return { index: Math.max(1, ...tables.map((n) => this.#table(n).index)), value };
   }
 
+  /** Node `name` (case-insensitive), or `undefined`. Not a query: no index, no watch (ACL checks of writes). */
+  node(name: string): NodeRecord | undefined {
+    return this.#tables.nodes.get(lower(name));
+  }
+
+  /** Service instance `serviceID` of node `node` (both case-insensitive), or `undefined`. Not a query. */
+  nodeService(node: string, serviceID: string): NodeService | undefined {
+    return this.#tables.services.get(serviceKey(node, serviceID))?.Service;
+  }
+
+  /** Check `checkID` of node `node` (both case-insensitive), or `undefined`. Not a query. */
+  nodeCheck(node: string, checkID: string): HealthCheck | undefined {
+    return this.#tables.checks.get(checkKey(node, checkID));
+  }
+
   /** Every node, by name. */
   nodes(ws?: WatchSet): QueryResult<NodeRecord[]> {
     ws?.add('nodes');
