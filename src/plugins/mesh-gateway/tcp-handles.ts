@@ -26,10 +26,10 @@ export interface TcpWriteReq {
   oncomplete: (this: TcpWriteReq, status: number) => void;
 }
 
-/** `uv_shutdown_t` request; `oncomplete(status)` when the write side is shut down. */
+/** `uv_shutdown_t` request; `oncomplete(status)`, if set, when the write side is shut down. */
 export interface TcpShutdownReq {
   handle: TcpHandle | undefined;
-  oncomplete: (this: TcpShutdownReq, status: number) => void;
+  oncomplete?: (this: TcpShutdownReq, status: number) => void;
 }
 
 /** Filled in by `getsockname`/`getpeername`. */
