@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MESHFED_VERSION } from '../../src/index.js';
-import { waitFor } from '../../src/testing/index.js';
+import { freePort, waitFor } from '../../src/testing/index.js';
 
 const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli/meshfed.js');
 
@@ -28,6 +28,17 @@ function start(args: readonly string[], cwd?: string): { child: ChildProcess; ou
 
 async function run(args: readonly string[], cwd?: string): Promise<Run> {
   return start(args, cwd).done;
+}
+
+/** A new directory under `parent` with a CA and a server certificate for n1 made by the CLI, and agent.json: a server n1 using them, plus `extra`. */
+async function certifiedAgentDir(parent: string, extra: { ports: Record<string, number>; tls?: Record<string, unknown>; [key: string]: unknown }): Promise<{ cwd: string; cfg: string }> {
+  const cwd = await mkdtemp(join(parent, 'agent-'));
+  assert.equal((await run(['tls', 'ca', 'create'], cwd)).code, 0);
+  assert.equal((await run(['tls', 'cert', 'create', '-server', '-node', 'n1'], cwd)).code, 0);
+  const cfg = join(cwd, 'agent.json');
+  const files = { ca_file: 'consul-agent-ca.pem', cert_file: 'dc1-server-consul-0.pem', key_file: 'dc1-server-consul-0-key.pem' };
+  await writeFile(cfg, JSON.stringify({ node_name: 'n1', server: true, bind_addr: '127.0.0.1', ...extra, tls: { ...files, ...extra.tls } }));
+  return { cwd, cfg };
 }
 
 describe('meshfed CLI', () => {
@@ -82,6 +93,26 @@ describe('meshfed CLI', () => {
     assert.equal(c.code, 1);
     assert.match(c.stderr, /-server: "x" is not host:port/);
     assert.doesNotMatch(`${e.stderr}${a.stderr}${b.stderr}${c.stderr}`, /\n\s+at /);
+  });
+
+  test('gateway TLS flag errors: CA without an https:// server, half a client key pair, unreadable files', async () => {
+    const base = ['gateway', '-address', '127.0.0.1:8443'];
+    const a = await run([...base, '-server', '127.0.0.1:8502', '-ca-file', 'ca.pem']);
+    assert.equal(a.code, 1);
+    assert.match(a.stderr, /-ca-file applies to https:\/\/ ADS servers only/);
+    const b = await run([...base, '-server', 'https://127.0.0.1:8503', '-client-cert', 'c.pem']);
+    assert.equal(b.code, 1);
+    assert.match(b.stderr, /-client-cert and -client-key go together/);
+    const c = await run([...base, '-server', 'https://127.0.0.1:8503', '-ca-file', join(dir, 'missing.pem')]);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /-ca-file: cannot read .*missing\.pem/);
+    const d = await run([...base, '-server', 'https://nohost']);
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /-server: "nohost" is not host:port/);
+    const h = await run(['gateway', '--help']);
+    assert.match(h.stdout, /-ca-file/);
+    assert.match(h.stdout, /-tls-server-name/);
+    assert.match(h.stdout, /https:\/\/HOST:PORT/);
   });
 
   test('invalid configuration: names the key, exits 1, no stack trace; debug shows the stack', async () => {
@@ -179,25 +210,57 @@ describe('meshfed CLI', () => {
   });
 
   test('an agent configured with generated certificate files boots with mutual TLS', async () => {
-    const cwd = await mkdtemp(join(dir, 'boot-'));
-    assert.equal((await run(['tls', 'ca', 'create'], cwd)).code, 0);
-    assert.equal((await run(['tls', 'cert', 'create', '-server', '-node', 'n1'], cwd)).code, 0);
-    const cfg = join(cwd, 'agent.json');
-    await writeFile(
-      cfg,
-      JSON.stringify({
-        node_name: 'n1',
-        server: true,
-        data_dir: join(cwd, 'data'),
-        bind_addr: '127.0.0.1',
-        ports: { http: 0, server: 0, grpc: 0 },
-        tls: { ca_file: 'consul-agent-ca.pem', cert_file: 'dc1-server-consul-0.pem', key_file: 'dc1-server-consul-0-key.pem', verify_incoming: true, verify_outgoing: true },
-      }),
-    );
+    const { cwd, cfg } = await certifiedAgentDir(dir, { data_dir: 'data', ports: { http: 0, server: 0, grpc: 0 }, tls: { verify_incoming: true, verify_outgoing: true } });
     const p = start(['agent', '-config-file', cfg], cwd);
     await waitFor(() => p.out.stdout.includes('http listening'), { timeoutMs: 30_000, message: `agent did not start; stderr: ${p.out.stderr}` });
     assert.match(p.out.stdout, /tls: mutual TLS; /);
     p.child.kill('SIGINT');
     assert.equal((await p.done).code, 0);
+  });
+
+  test('meshfed gateway over TLS ADS (-server https://, -ca-file, -tls-server-name) with an ACL token; a read-only token is refused and logged', async () => {
+    const { cwd, cfg } = await certifiedAgentDir(dir, {
+      ports: { http: 0, server: 0, grpc: -1, grpc_tls: 0, serf_lan: 0, serf_wan: 0 },
+      acl: {
+        enabled: true,
+        default_policy: 'deny',
+        policies: [
+          { name: 'gw', rules: { service: { 'mesh-gateway': 'write' }, node_prefix: { '': 'write' } } },
+          { name: 'ro', rules: { service_prefix: { '': 'read' } } },
+        ],
+        static_tokens: [
+          { secret_id: 'gw-secret', policies: ['gw'] },
+          { secret_id: 'ro-secret', policies: ['ro'] },
+        ],
+      },
+    });
+    const agent = start(['agent', '-dev', '-config-file', cfg], cwd);
+    try {
+      await waitFor(() => /xds listening_tls: \S+:\d+/.test(agent.out.stdout), { timeoutMs: 30_000, message: `agent did not start; stderr: ${agent.out.stderr}` });
+      const ads = /xds listening_tls: (\S+)/.exec(agent.out.stdout)?.[1] ?? '';
+      const httpAddr = (/http listening: http:\/\/(\S+)/.exec(agent.out.stdout)?.[1] ?? '').trim();
+      const tlsFlags = ['-server', `https://${ads}`, '-ca-file', 'consul-agent-ca.pem', '-tls-server-name', 'server.dc1.consul', '-http-addr', httpAddr];
+
+      const gw = start(['gateway', '-register', '-expose-servers', '-node', 'gw-node', '-address', `127.0.0.1:${await freePort()}`, ...tlsFlags, '-token', 'gw-secret'], cwd);
+      await waitFor(() => gw.out.stdout.includes('==> mesh gateway mesh-gateway listening'), { timeoutMs: 20_000, message: 'gateway did not start' });
+      assert.doesNotMatch(gw.out.stderr, /no routes from the servers yet|refused/);
+      const xdsStatus = async () => (await (await fetch(`http://${httpAddr}/v1/meshfed/xds`)).json()) as { proxies: { proxy_id: string }[]; stats: { permission_denied: number } };
+      assert.ok((await xdsStatus()).proxies.some((p) => p.proxy_id === 'mesh-gateway'));
+
+      // Same service ID, not registering, with a read-only token: refused, logged, retried.
+      const ro = start(['gateway', '-address', `127.0.0.1:${await freePort()}`, ...tlsFlags, '-token', 'ro-secret'], cwd);
+      await waitFor(() => (ro.out.stderr.match(/refused this gateway's ACL token \(PERMISSION_DENIED\)/g) ?? []).length >= 2, { timeoutMs: 20_000, message: 'no refusals logged' });
+      assert.match(ro.out.stderr, /permission denied: token lacks permission 'service:write' on \\?"mesh-gateway\\?"/);
+      assert.doesNotMatch(ro.out.stderr, /ro-secret/);
+      ro.child.kill('SIGKILL');
+      await ro.done;
+      assert.ok((await xdsStatus()).stats.permission_denied >= 2);
+
+      gw.child.kill('SIGINT');
+      assert.equal((await gw.done).code, 0);
+    } finally {
+      agent.child.kill('SIGINT');
+      await agent.done;
+    }
   });
 });

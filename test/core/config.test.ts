@@ -36,7 +36,7 @@ describe('config defaults', () => {
     assert.equal(c.primary_datacenter, 'dc1');
     assert.equal(c.node_name, 'h1');
     assert.equal(c.server, false);
-    assert.deepEqual(c.ports, { server: 8300, serf_lan: 8301, serf_wan: 8302, http: 8500, grpc: 8502 });
+    assert.deepEqual(c.ports, { server: 8300, serf_lan: 8301, serf_wan: 8302, http: 8500, grpc: 8502, grpc_tls: -1 });
     assert.equal(c.domain, 'consul');
     assert.equal(c.advertise_addr, '10.1.2.3');
     assert.equal(c.primary_gateways_interval, 30_000);

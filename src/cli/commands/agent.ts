@@ -42,7 +42,8 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'serf-lan-port', kind: 'int', usage: 'LAN gossip port.', metavar: 'PORT' },
   { name: 'serf-wan-port', kind: 'int', usage: 'WAN gossip port.', metavar: 'PORT' },
   { name: 'http-port', kind: 'int', usage: 'HTTP API port (-1 disables, 0 picks a free port).', metavar: 'PORT' },
-  { name: 'grpc-port', kind: 'int', usage: 'gRPC (xDS) port.', metavar: 'PORT' },
+  { name: 'grpc-port', kind: 'int', usage: 'gRPC (xDS) port, plaintext.', metavar: 'PORT' },
+  { name: 'grpc-tls-port', kind: 'int', usage: 'gRPC (xDS) port over TLS (-1 off).', metavar: 'PORT' },
   { name: 'retry-join', kind: 'list', usage: 'LAN address to join.', metavar: 'ADDR' },
   { name: 'retry-join-wan', kind: 'list', usage: 'WAN address to join.', metavar: 'ADDR' },
   { name: 'encrypt', kind: 'string', usage: 'Base64 gossip encryption key (see `meshfed keygen`).', metavar: 'KEY' },
@@ -82,6 +83,7 @@ export function flagsToConfig(values: ReadonlyMap<string, unknown>): RawConfig {
   set('serf-wan-port', (v) => (ports['serf_wan'] = v));
   set('http-port', (v) => (ports['http'] = v));
   set('grpc-port', (v) => (ports['grpc'] = v));
+  set('grpc-tls-port', (v) => (ports['grpc_tls'] = v));
   set('retry-join', (v) => (c['retry_join'] = v));
   set('retry-join-wan', (v) => (c['retry_join_wan'] = v));
   set('primary-gateway', (v) => (c['primary_gateways'] = v));

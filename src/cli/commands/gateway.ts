@@ -4,9 +4,11 @@
  * routes over ADS from the datacenter's servers, and route TLS connections by SNI without
  * decrypting them, until SIGINT/SIGTERM (then it deregisters).
  */
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { errorMessage } from '../../core/errors.js';
 import { createLogger, isLogLevel } from '../../core/logger.js';
-import { MeshGateway, parseHostPort } from '../../plugins/mesh-gateway/index.js';
+import { MeshGateway, parseAdsServer, parseHostPort, type AdsClientTlsOptions } from '../../plugins/mesh-gateway/index.js';
 import { formatFlags, parseFlags, UsageError, type FlagSpec } from '../flags.js';
 import type { Command } from '../io.js';
 
@@ -16,9 +18,19 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'address', kind: 'string', usage: 'LAN address to listen on and register (tagged address lan).', metavar: 'HOST:PORT' },
   { name: 'wan-address', kind: 'string', usage: 'WAN address other datacenters dial (tagged address wan; default -address).', metavar: 'HOST:PORT' },
   { name: 'bind', kind: 'string', usage: 'Bind host, if different from the -address host (e.g. 0.0.0.0).', metavar: 'HOST' },
-  { name: 'server', kind: 'list', usage: 'ADS (gRPC) address of a server of this datacenter; repeat for failover.', metavar: 'HOST:PORT', defaultText: '127.0.0.1:8502' },
+  {
+    name: 'server',
+    kind: 'list',
+    usage: 'ADS (gRPC) address of a server of this datacenter; https://HOST:PORT dials its TLS port (ports.grpc_tls), like Consul’s -grpc-addr. Repeat for failover.',
+    metavar: 'ADDR',
+    defaultText: '127.0.0.1:8502',
+  },
+  { name: 'ca-file', kind: 'string', usage: 'PEM file of the CA that verifies https:// ADS servers (default: the system roots).', metavar: 'FILE' },
+  { name: 'tls-server-name', kind: 'string', usage: 'Name the https:// ADS servers’ certificate must carry, sent as SNI (e.g. server.dc1.consul; default: the -server host).', metavar: 'NAME' },
+  { name: 'client-cert', kind: 'string', usage: 'PEM client certificate for https:// ADS servers with tls.verify_incoming (with -client-key).', metavar: 'FILE' },
+  { name: 'client-key', kind: 'string', usage: 'PEM key of -client-cert.', metavar: 'FILE' },
   { name: 'http-addr', kind: 'string', usage: 'HTTP API of a server, for registration (also $MESHFED_HTTP_ADDR).', metavar: 'ADDR', defaultText: '127.0.0.1:8500' },
-  { name: 'token', kind: 'string', usage: 'ACL token for the registration (also $MESHFED_HTTP_TOKEN).', metavar: 'TOKEN' },
+  { name: 'token', kind: 'string', usage: 'ACL token for the registration and the ADS stream (x-consul-token; needs service:write on -service; also $MESHFED_HTTP_TOKEN).', metavar: 'TOKEN' },
   { name: 'service', kind: 'string', usage: 'Service name.', metavar: 'NAME', defaultText: 'mesh-gateway' },
   { name: 'service-id', kind: 'string', usage: 'Service ID (also the ADS node id).', metavar: 'ID', defaultText: 'the service name' },
   { name: 'node', kind: 'string', usage: 'Catalog node to register under.', metavar: 'NAME', defaultText: '<hostname>-gateway' },
@@ -30,6 +42,11 @@ const HELP = `Usage: meshfed gateway -register -expose-servers -address HOST:POR
 
   Runs a mesh gateway: routes TLS connections between datacenters by SNI without decrypting
   them, with routes from the datacenter's servers over ADS.
+
+  With ACLs enabled, -token must grant service:write on the gateway's service (-service) for the
+  ADS stream, and node:write on -node to register. To reach the servers' TLS ADS port:
+  -server https://HOST:PORT -ca-file consul-agent-ca.pem -tls-server-name server.<dc>.consul
+  (plus -client-cert/-client-key when the servers set tls.verify_incoming).
 
 Options:
 ${formatFlags(FLAGS)}
@@ -59,7 +76,8 @@ export const gatewayCommand: Command = {
     const plane = (f.values.get('data-plane') as string | undefined) ?? 'auto';
     if (plane !== 'auto' && plane !== 'handles' && plane !== 'streams') throw new UsageError(`invalid -data-plane "${plane}": use auto, handles or streams`);
     const servers = (f.values.get('server') as readonly string[] | undefined) ?? [];
-    for (const s of servers) parseHostPort(s, '-server');
+    for (const s of servers) parseHostPort(parseAdsServer(s).address, '-server');
+    const adsTls = await readAdsTls(f.values, servers);
     const token = (f.values.get('token') as string | undefined) ?? process.env['MESHFED_HTTP_TOKEN'];
     const service = (f.values.get('service') as string | undefined) ?? 'mesh-gateway';
     const gw = new MeshGateway({
@@ -73,6 +91,7 @@ export const gatewayCommand: Command = {
       register,
       httpAddr: (f.values.get('http-addr') as string | undefined) ?? process.env['MESHFED_HTTP_ADDR'] ?? '127.0.0.1:8500',
       adsServers: servers.length > 0 ? servers : ['127.0.0.1:8502'],
+      ...(adsTls ? { adsTls } : {}),
       ...(token ? { token } : {}),
       logger: createLogger({ level: levelText, stream: io.stderr }),
       proxy: { dataPlane: plane },
@@ -86,3 +105,30 @@ export const gatewayCommand: Command = {
     return 0;
   },
 };
+
+/** The TLS flags (`-ca-file`, `-tls-server-name`, `-client-cert`, `-client-key`), checked against the `-server` schemes. */
+async function readAdsTls(values: ReadonlyMap<string, unknown>, servers: readonly string[]): Promise<AdsClientTlsOptions | undefined> {
+  const str = (name: string): string | undefined => values.get(name) as string | undefined;
+  const [caFile, serverName, certFile, keyFile] = [str('ca-file'), str('tls-server-name'), str('client-cert'), str('client-key')];
+  const given = [['ca-file', caFile], ['tls-server-name', serverName], ['client-cert', certFile], ['client-key', keyFile]].filter(([, v]) => v !== undefined);
+  if (!servers.some((s) => parseAdsServer(s).tls)) {
+    if (given.length > 0) throw new UsageError(`-${String(given[0]?.[0])} applies to https:// ADS servers only: give -server https://HOST:PORT (the servers' ports.grpc_tls)`);
+    return undefined;
+  }
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('-client-cert and -client-key go together');
+  const read = async (flag: string, file: string | undefined): Promise<string | undefined> => {
+    if (file === undefined) return undefined;
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`-${flag}: cannot read ${file}: ${errorMessage(err)}`);
+    }
+  };
+  const [caPem, certPem, keyPem] = await Promise.all([read('ca-file', caFile), read('client-cert', certFile), read('client-key', keyFile)]);
+  return {
+    ...(caPem !== undefined ? { caPem } : {}),
+    ...(serverName !== undefined ? { serverName } : {}),
+    ...(certPem !== undefined ? { certPem } : {}),
+    ...(keyPem !== undefined ? { keyPem } : {}),
+  };
+}

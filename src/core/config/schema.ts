@@ -42,7 +42,8 @@ export const CORE_SCHEMA: ConfigSchema = Object.freeze({
       serf_lan: port(8301, 'LAN gossip port (UDP and TCP).'),
       serf_wan: port(8302, 'WAN gossip port (UDP and TCP), servers only.'),
       http: port(8500, 'HTTP API port.'),
-      grpc: port(8502, 'gRPC port (xDS/ADS for gateways).'),
+      grpc: port(8502, 'gRPC port (xDS/ADS for gateways), plaintext.'),
+      grpc_tls: port(-1, 'gRPC port over TLS (the same xDS/ADS service; needs the tls plugin with a certificate; client certificates only with `tls.verify_incoming`). `-1` (default) disables it.'),
     },
   },
   domain: { kind: 'string', default: 'consul', doc: 'Domain of TLS server names (`<node>.server.<dc>.<domain>`); a trailing `.` is ignored.' },
@@ -146,7 +147,7 @@ export interface AgentConfig {
   readonly bind_addr: string;
   readonly advertise_addr: string;
   readonly client_addr: string;
-  readonly ports: { readonly server: number; readonly serf_lan: number; readonly serf_wan: number; readonly http: number; readonly grpc: number };
+  readonly ports: { readonly server: number; readonly serf_lan: number; readonly serf_wan: number; readonly http: number; readonly grpc: number; readonly grpc_tls: number };
   readonly domain: string;
   readonly data_dir?: string | undefined;
   readonly log_level: string;

@@ -6,6 +6,11 @@
  * kept), hands each accepted full set to an `apply` callback, and ACKs or NACKs each response.
  *
  * On a stream error it reconnects with exponential backoff, moving to the next server address.
+ * The ACL token (`token`) rides as gRPC metadata `x-consul-token` (Consul's); a server that
+ * refuses it (`PERMISSION_DENIED`, `UNAUTHENTICATED`) is logged as an error naming the server's
+ * message, then retried like any failure. A server address `https://host:port` is dialed over TLS
+ * (CA, server name and an optional client certificate from `tls`), `host:port` or
+ * `http://host:port` in plaintext — Consul's `-grpc-addr` convention.
  */
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -115,10 +120,52 @@ export function decodeResource(root: protobuf.Root, typeUrl: string, any: RawAny
   }
 }
 
+/** TLS settings of {@link AdsClient} for `https://` servers. */
+export interface AdsClientTlsOptions {
+  /** PEM of the CA(s) the server certificate must chain to (default: Node's public roots). */
+  readonly caPem?: string;
+  /** Name the server certificate must carry (and the SNI sent; default: the address host). */
+  readonly serverName?: string;
+  /** Client certificate PEM, for servers that require one (`tls.verify_incoming`). */
+  readonly certPem?: string;
+  /** Key of `certPem`. */
+  readonly keyPem?: string;
+}
+
+/** An ADS server address: `host:port` (plaintext) or `https://host:port` (TLS). */
+export interface AdsServerAddress {
+  /** `host:port`. */
+  readonly address: string;
+  /** Dial with TLS. */
+  readonly tls: boolean;
+}
+
+/**
+ * Split an ADS server address: `https://host:port` → TLS, `http://host:port` or `host:port` →
+ * plaintext (a trailing `/` is ignored). The `host:port` part is not validated here.
+ *
+ * @example
+ * ```ts
+ * parseAdsServer('https://10.0.0.1:8503'); // { address: '10.0.0.1:8503', tls: true }
+ * ```
+ */
+export function parseAdsServer(text: string): AdsServerAddress {
+  const m = /^(https?):\/\/(.*?)\/?$/i.exec(text);
+  if (!m) return { address: text, tls: false };
+  return { address: m[2] as string, tls: (m[1] as string).toLowerCase() === 'https' };
+}
+
 /** Options of {@link AdsClient}. */
 export interface AdsClientOptions {
-  /** xDS server addresses, `host:port`, plaintext; tried in order, failing over on errors. */
+  /**
+   * xDS server addresses, tried in order, failing over on errors: `host:port` (plaintext) or
+   * `https://host:port` (TLS with {@link AdsClientOptions.tls}).
+   */
   readonly servers: readonly string[];
+  /** ACL token sent as `x-consul-token` metadata (needs `service:write` on the gateway's service; never logged). */
+  readonly token?: string;
+  /** TLS settings for `https://` servers. */
+  readonly tls?: AdsClientTlsOptions;
   /** `node.id`: the gateway's service ID. */
   readonly nodeId: string;
   /** `node.cluster` (default: the node id). */
@@ -146,8 +193,11 @@ export interface AdsClientEvents {
   nack: [{ readonly typeUrl: string; readonly nonce: string; readonly message: string }];
   /** A stream to `server` started. */
   connected: [{ readonly server: string }];
-  /** A stream ended or failed; a reconnect follows after `delayMs`. */
-  disconnected: [{ readonly server: string; readonly error: string; readonly delayMs: number }];
+  /**
+   * A stream ended or failed; a reconnect follows after `delayMs`. `code` is the gRPC status
+   * (e.g. `grpc.status.PERMISSION_DENIED` when the server refused the token), when there is one.
+   */
+  disconnected: [{ readonly server: string; readonly error: string; readonly delayMs: number; readonly code?: grpc.status }];
 }
 
 type Stream = grpc.ClientDuplexStream<Record<string, unknown>, RawResponse>;
@@ -240,15 +290,31 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
     return { id: this.#options.nodeId, cluster: this.#options.nodeCluster ?? this.#options.nodeId };
   }
 
+  /** A channel to `server` with its credentials (TLS for `https://` addresses). */
+  #channel(server: string): grpc.Client {
+    const { address, tls } = parseAdsServer(server);
+    if (!tls) return new this.#protos.AdsClient(address, grpc.credentials.createInsecure());
+    const t = this.#options.tls ?? {};
+    const creds = grpc.credentials.createSsl(
+      t.caPem !== undefined ? Buffer.from(t.caPem) : null,
+      t.keyPem !== undefined ? Buffer.from(t.keyPem) : null,
+      t.certPem !== undefined ? Buffer.from(t.certPem) : null,
+    );
+    const channelOptions: grpc.ChannelOptions = t.serverName ? { 'grpc.ssl_target_name_override': t.serverName, 'grpc.default_authority': t.serverName } : {};
+    return new this.#protos.AdsClient(address, creds, channelOptions);
+  }
+
   #connect(): void {
     if (this.#closed) return;
     const server = this.server;
-    const client = new this.#protos.AdsClient(server, grpc.credentials.createInsecure());
+    const client = this.#channel(server);
     this.#client = client;
-    const stream = (client as unknown as { StreamAggregatedResources(): Stream }).StreamAggregatedResources();
+    const metadata = new grpc.Metadata();
+    if (this.#options.token) metadata.set('x-consul-token', this.#options.token);
+    const stream = (client as unknown as { StreamAggregatedResources(md: grpc.Metadata): Stream }).StreamAggregatedResources(metadata);
     this.#stream = stream;
     let failed = false;
-    const fail = (why: string): void => {
+    const fail = (why: string, code?: grpc.status): void => {
       if (failed || this.#stream !== stream) return;
       failed = true;
       this.#teardown();
@@ -256,15 +322,22 @@ export class AdsClient extends EventEmitter<AdsClientEvents> {
       const delay = this.#backoff;
       this.#backoff = Math.min(this.#maxBackoff, this.#backoff * 2);
       this.#serverIndex = (this.#serverIndex + 1) % this.#options.servers.length;
-      this.#options.logger?.warn('xDS stream failed; reconnecting', { server, error: why, delay_ms: delay, next: this.server });
-      this.emit('disconnected', { server, error: why, delayMs: delay });
+      if (code === grpc.status.PERMISSION_DENIED || code === grpc.status.UNAUTHENTICATED) {
+        this.#options.logger?.error(
+          `the xDS server refused this gateway's ACL token (${grpc.status[code]}); it needs service:write on the gateway's service (-token / $MESHFED_HTTP_TOKEN); retrying`,
+          { server, error: why, delay_ms: delay, next: this.server },
+        );
+      } else {
+        this.#options.logger?.warn('xDS stream failed; reconnecting', { server, error: why, delay_ms: delay, next: this.server });
+      }
+      this.emit('disconnected', { server, error: why, delayMs: delay, ...(code !== undefined ? { code } : {}) });
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#connect();
       }, delay);
     };
     stream.on('data', (res: RawResponse) => this.#onResponse(stream, res));
-    stream.on('error', (err: Error) => fail(err.message));
+    stream.on('error', (err: Error & { code?: unknown }) => fail(err.message, typeof err.code === 'number' ? (err.code as grpc.status) : undefined));
     stream.on('end', () => fail('stream ended by the server'));
     for (const typeUrl of ADS_TYPE_URLS) {
       stream.write({ node: this.#node(), type_url: typeUrl, resource_names: [], version_info: this.#versions.get(typeUrl) ?? '', response_nonce: '' });

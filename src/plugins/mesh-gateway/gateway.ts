@@ -8,7 +8,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { errorMessage, MeshfedError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { AdsClient, loadAdsProtos, type AdsProtos } from './ads-client.js';
+import { AdsClient, loadAdsProtos, type AdsClientTlsOptions, type AdsProtos } from './ads-client.js';
 import { SniProxy, type SniProxyOptions } from './proxy.js';
 
 /** The meta key that marks a gateway as usable for WAN federation. */
@@ -40,9 +40,14 @@ export interface MeshGatewayOptions {
   readonly register?: boolean;
   /** HTTP API of a server of the gateway's datacenter, `host:port`. */
   readonly httpAddr: string;
-  /** ADS (gRPC) addresses of the datacenter's servers, tried in order. */
+  /** ADS (gRPC) addresses of the datacenter's servers, tried in order: `host:port`, or `https://host:port` for TLS. */
   readonly adsServers: readonly string[];
-  /** ACL token for the registration (never logged). */
+  /** TLS settings for `https://` ADS servers (CA, server name, client certificate). */
+  readonly adsTls?: AdsClientTlsOptions;
+  /**
+   * ACL token (never logged) for the registration and the ADS stream (`x-consul-token`): with ACLs
+   * on it needs `service:write` on the gateway's service (and `node:write` on its node to register).
+   */
   readonly token?: string;
   /** Interval of the TCP check (default 10 s). */
   readonly checkIntervalMs?: number;
@@ -97,6 +102,8 @@ export class MeshGateway {
     this.#ads = new AdsClient({
       servers: o.adsServers,
       nodeId: this.serviceId,
+      ...(o.token ? { token: o.token } : {}),
+      ...(o.adsTls ? { tls: o.adsTls } : {}),
       apply: (r) => this.proxy.update(r),
       protos: o.protos ?? loadAdsProtos(),
       logger: o.logger.child({ component: 'mesh-gateway.ads' }),

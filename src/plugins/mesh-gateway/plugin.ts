@@ -8,11 +8,18 @@
  * The gateway starts once every plugin has started (`onStarted`: the HTTP API and the ADS server
  * are listening, and the state store takes the registration) and stops first when the agent
  * stops (`onStopping`: it deregisters while the HTTP API still answers).
+ *
+ * Following this agent's ADS server, it prefers the TLS listener (`ports.grpc_tls`) when there is
+ * one: CA, client certificate and server name (`server.<dc>.<domain>`) come from the agent's own
+ * TLS material. `https://` entries of `adsServers` get the same material unless `adsTls` is given.
+ * `token` is sent on the registration and on the ADS stream.
  */
 import { MeshfedError } from '../../core/errors.js';
 import type { AgentPlugin } from '../../core/plugin.js';
 import { HttpTokens } from '../http/index.js';
+import { TlsTokens, type TlsConfigurator } from '../tls/index.js';
 import { XdsTokens } from '../xds/index.js';
+import { parseAdsServer, type AdsClientTlsOptions } from './ads-client.js';
 import { MeshGateway, parseHostPort, type MeshGatewayOptions } from './gateway.js';
 import type { SniProxyOptions } from './proxy.js';
 
@@ -36,9 +43,17 @@ export interface MeshGatewayPluginOptions {
   readonly register?: boolean;
   /** HTTP API of a server for the registration (default: this agent's; needs the `http` plugin). */
   readonly httpAddr?: string;
-  /** ADS servers, tried in order (default: this agent's; needs the `xds` plugin). */
+  /**
+   * ADS servers, tried in order: `host:port`, or `https://host:port` for TLS (default: this
+   * agent's, over TLS when `ports.grpc_tls` is on; needs the `xds` plugin).
+   */
   readonly adsServers?: readonly string[];
-  /** ACL token for the registration (never logged). */
+  /** TLS settings for `https://` ADS servers (default: this agent's CA, certificate and `server.<dc>.<domain>`). */
+  readonly adsTls?: AdsClientTlsOptions;
+  /**
+   * ACL token (never logged) for the registration and the ADS stream: with ACLs on it needs
+   * `service:write` on the gateway's service name (and `node:write` on its node to register).
+   */
   readonly token?: string;
   /** Interval of the gateway's TCP check (default 10 s). */
   readonly checkIntervalMs?: number;
@@ -71,7 +86,7 @@ export function meshGateway(options: MeshGatewayPluginOptions): AgentPlugin {
       if (options.httpAddr !== undefined) parseHostPort(options.httpAddr, 'mesh-gateway httpAddr');
       if (options.adsServers !== undefined) {
         if (options.adsServers.length === 0) throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', 'mesh-gateway adsServers is empty: give at least one ADS server (host:port) or leave it out to use this agent\'s', { plugin: 'mesh-gateway' });
-        for (const s of options.adsServers) parseHostPort(s, 'mesh-gateway adsServers entry');
+        for (const s of options.adsServers) parseHostPort(parseAdsServer(s).address, 'mesh-gateway adsServers entry');
       }
       if (options.exposeServers === true && options.register === false) throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', "mesh-gateway: 'exposeServers' requires 'register'", { plugin: 'mesh-gateway' });
     },
@@ -85,7 +100,7 @@ export function meshGateway(options: MeshGatewayPluginOptions): AgentPlugin {
           exposeServers: options.exposeServers ?? register,
           register,
           httpAddr: options.httpAddr ?? String(services.get(HttpTokens.HttpApi).address),
-          adsServers: options.adsServers ?? [String(services.get(XdsTokens.Server).address)],
+          ...adsTarget(options, services.tryGet(XdsTokens.Server), services.tryGet(TlsTokens.Configurator)),
           logger,
           ...(options.wanAddress !== undefined ? { wanAddress: parseHostPort(options.wanAddress, 'mesh-gateway wanAddress') } : {}),
           ...(options.bind !== undefined ? { bindHost: options.bind } : {}),
@@ -121,4 +136,30 @@ export function meshGateway(options: MeshGatewayPluginOptions): AgentPlugin {
       };
     },
   };
+}
+
+/** The ADS servers and their TLS settings: the given ones, or this agent's (TLS listener first). */
+function adsTarget(
+  options: MeshGatewayPluginOptions,
+  xdsServer: { readonly address: string | undefined; readonly tlsAddress: string | undefined } | undefined,
+  conf: TlsConfigurator | undefined,
+): Pick<MeshGatewayOptions, 'adsServers' | 'adsTls'> {
+  let servers = options.adsServers;
+  if (servers === undefined) {
+    const tlsAddress = xdsServer?.tlsAddress;
+    const address = tlsAddress !== undefined ? `https://${tlsAddress}` : xdsServer?.address;
+    if (address === undefined) {
+      throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', "mesh-gateway: this agent's ADS server is not listening (ports.grpc and ports.grpc_tls are -1): enable one or give adsServers", { plugin: 'mesh-gateway' });
+    }
+    servers = [address];
+  }
+  if (options.adsTls !== undefined) return { adsServers: servers, adsTls: options.adsTls };
+  if (!servers.some((s) => parseAdsServer(s).tls)) return { adsServers: servers };
+  if (!conf?.mutualTlsCapable()) {
+    throw new MeshfedError('MESHFED_ERR_MESH_GATEWAY_CONFIG', 'mesh-gateway: https:// ADS servers need a CA: give adsTls, or configure the tls plugin with a certificate (tls.ca_file, tls.cert_file, tls.key_file)', { plugin: 'mesh-gateway' });
+  }
+  // incomingOptions is the configurator's way to hand out its current PEMs.
+  const own = conf.incomingOptions({ requireClientCert: false });
+  const pem = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+  return { adsServers: servers, adsTls: { caPem: pem(own.ca), certPem: pem(own.cert), keyPem: pem(own.key), serverName: `server.${conf.datacenter}.${conf.domain}` } };
 }

@@ -17,10 +17,18 @@
  * The version of a type is a hash of its encoded resources, so an unchanged set is never resent.
  * Updates are pushed in the order CDS, EDS, LDS, RDS. Each resource is encoded with its protobuf
  * type and checked first ({@link XdsCodec}); a resource set that does not encode is logged and
- * not pushed (the previous one stays). Plaintext only for now (the listener binds `client_addr`,
- * loopback by default); TLS is future work.
+ * not pushed (the previous one stays).
+ *
+ * ACLs: the stream's token is the gRPC metadata `x-consul-token` (Consul's). When the source has
+ * an {@link XdsProxySource.authorize} check it runs right after the first request named a known
+ * proxy (before anything is sent), again on every later request and before every push; a refusal
+ * ends the stream (`PERMISSION_DENIED` / `UNAUTHENTICATED`) and is counted.
+ *
+ * One gRPC server serves the ADS service on every address it listens on: plaintext
+ * ({@link AdsServer.listen}) and TLS ({@link AdsServer.listenTls}).
  */
 import { createHash } from 'node:crypto';
+import type { SecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { joinHostPort } from '../../core/address.js';
 import { errorMessage } from '../../core/errors.js';
@@ -49,6 +57,13 @@ export interface XdsProxySource {
    * @throws {XdsStreamError} when the proxy cannot be served (`NOT_FOUND` for unknown ids)
    */
   open(nodeId: string, signal: AbortSignal, push: (resources: XdsResources) => void, fail: (err: XdsStreamError) => void): XdsProxyInfo;
+  /**
+   * May the stream carrying `token` (its `x-consul-token` metadata, `''` when absent) be served
+   * `proxy` (as returned by {@link open})? Called after `open`, on every later request of the
+   * stream and before every push, so it must be cheap. Absent: every stream is allowed.
+   * @throws {XdsStreamError} `UNAUTHENTICATED` (unknown token) or `PERMISSION_DENIED`
+   */
+  authorize?(proxy: XdsProxyInfo, token: string): void;
 }
 
 /** Options of {@link AdsServer}. */
@@ -113,7 +128,25 @@ export interface XdsStats {
   readonly encode_errors: number;
   /** Streams refused because the proxy is unknown. */
   readonly not_found: number;
+  /** Streams ended because their token lacks a permission (`PERMISSION_DENIED`). */
+  readonly permission_denied: number;
+  /** Streams ended because their token is unknown (`UNAUTHENTICATED`, `ACL not found`). */
+  readonly unauthenticated: number;
 }
+
+/** Counters of a server that has not started (all zero). */
+export const EMPTY_XDS_STATS: XdsStats = Object.freeze({
+  streams_total: 0,
+  streams_active: 0,
+  responses: 0,
+  acks: 0,
+  nacks: 0,
+  stale_requests: 0,
+  encode_errors: 0,
+  not_found: 0,
+  permission_denied: 0,
+  unauthenticated: 0,
+});
 
 interface DiscoveryRequest {
   version_info?: string;
@@ -152,6 +185,8 @@ interface Stream {
   readonly ctl: AbortController;
   readonly peer: string;
   readonly connectedAt: Date;
+  /** `x-consul-token` metadata of the stream (`''` when absent); never logged. */
+  readonly token: string;
   nodeId: string;
   proxy: XdsProxyInfo | undefined;
   encoded: EncodedSet | undefined;
@@ -177,7 +212,8 @@ export class AdsServer {
   readonly #streams = new Set<Stream>();
   #server: grpc.Server | undefined;
   #address: string | undefined;
-  #stats = { streams_total: 0, responses: 0, acks: 0, nacks: 0, stale_requests: 0, encode_errors: 0, not_found: 0 };
+  #tlsAddress: string | undefined;
+  #stats = { ...EMPTY_XDS_STATS };
 
   /** A stopped server; call {@link listen}. */
   constructor(options: AdsServerOptions) {
@@ -186,9 +222,14 @@ export class AdsServer {
     this.#log = options.logger;
   }
 
-  /** `host:port` once listening. */
+  /** `host:port` of the plaintext listener once listening. */
   get address(): string | undefined {
     return this.#address;
+  }
+
+  /** `host:port` of the TLS listener once listening. */
+  get tlsAddress(): string | undefined {
+    return this.#tlsAddress;
   }
 
   /** The codec in use. */
@@ -198,6 +239,29 @@ export class AdsServer {
 
   /** Listen on `host:port` (0 = a free port), plaintext; resolves with the bound `host:port`. */
   async listen(host: string, port: number): Promise<string> {
+    this.#address = await this.#bind(host, port, grpc.ServerCredentials.createInsecure());
+    return this.#address;
+  }
+
+  /**
+   * Also (or only) listen on `host:port` with TLS `credentials` (e.g. {@link adsServerCredentials});
+   * the same streams, counters and ACL checks. Resolves with the bound `host:port`.
+   */
+  async listenTls(host: string, port: number, credentials: grpc.ServerCredentials): Promise<string> {
+    this.#tlsAddress = await this.#bind(host, port, credentials);
+    return this.#tlsAddress;
+  }
+
+  async #bind(host: string, port: number, credentials: grpc.ServerCredentials): Promise<string> {
+    const server = this.#server ?? this.#newServer();
+    this.#server = server;
+    const bound = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(joinHostPort(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    return joinHostPort(host, bound);
+  }
+
+  #newServer(): grpc.Server {
     const server = new grpc.Server();
     const loaded = grpc.loadPackageDefinition(this.#codec.packageDefinition) as unknown as {
       envoy: { service: { discovery: { v3: { AggregatedDiscoveryService: { service: grpc.ServiceDefinition } } } } };
@@ -208,12 +272,7 @@ export class AdsServer {
         call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'delta xDS is not supported: use the state-of-the-world ADS stream' });
       },
     });
-    const bound = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(joinHostPort(host, port), grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-    });
-    this.#server = server;
-    this.#address = joinHostPort(host, bound);
-    return this.#address;
+    return server;
   }
 
   /** End every stream (`UNAVAILABLE`, so proxies reconnect to another server) and stop listening. */
@@ -222,6 +281,7 @@ export class AdsServer {
     const server = this.#server;
     this.#server = undefined;
     this.#address = undefined;
+    this.#tlsAddress = undefined;
     if (!server) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => server.forceShutdown(), 1000);
@@ -265,6 +325,7 @@ export class AdsServer {
       ctl: new AbortController(),
       peer: call.getPeer(),
       connectedAt: new Date(),
+      token: tokenOf(call.metadata),
       nodeId: '',
       proxy: undefined,
       encoded: undefined,
@@ -321,13 +382,15 @@ export class AdsServer {
           (e) => this.#fail(s, e),
         );
       } catch (err) {
-        const e = err instanceof XdsStreamError ? err : new XdsStreamError(grpc.status.INTERNAL, errorMessage(err));
-        if (e.code === grpc.status.NOT_FOUND) this.#stats.not_found++;
-        this.#log.warn('refused xDS stream', { node_id: id, peer: s.peer, err: e.message });
-        this.#fail(s, e);
+        this.#refuse(s, err);
         return;
       }
+      // Synchronously after open: the source pushes only after an await, so a refused stream
+      // never receives a resource.
+      if (!this.#authorized(s)) return;
       this.#log.info('xDS stream opened', { node_id: id, proxy: s.proxy.id, peer: s.peer });
+    } else if (!this.#authorized(s)) {
+      return;
     }
     const type = req.type_url ?? '';
     if (!KNOWN_TYPES.has(type)) {
@@ -365,9 +428,31 @@ export class AdsServer {
     this.#send(s, type);
   }
 
+  /** Run the source's ACL check for the stream; on refusal end it and answer false. */
+  #authorized(s: Stream): boolean {
+    if (!s.proxy || !this.#source.authorize) return true;
+    try {
+      this.#source.authorize(s.proxy, s.token);
+      return true;
+    } catch (err) {
+      this.#refuse(s, err);
+      return false;
+    }
+  }
+
+  /** End a stream the source refused (unknown proxy, ACLs), counting and logging why. */
+  #refuse(s: Stream, err: unknown): void {
+    const e = err instanceof XdsStreamError ? err : new XdsStreamError(grpc.status.INTERNAL, errorMessage(err));
+    if (e.code === grpc.status.NOT_FOUND) this.#stats.not_found++;
+    else if (e.code === grpc.status.PERMISSION_DENIED) this.#stats.permission_denied++;
+    else if (e.code === grpc.status.UNAUTHENTICATED) this.#stats.unauthenticated++;
+    this.#log.warn('refused xDS stream', { node_id: s.nodeId, peer: s.peer, code: grpc.status[e.code], err: e.message });
+    this.#fail(s, e);
+  }
+
   /** A new resource set for the stream's proxy: encode it, then send the types that changed. */
   #push(s: Stream, resources: XdsResources): void {
-    if (s.closed) return;
+    if (s.closed || !this.#authorized(s)) return;
     const byType = new Map<string, { name: string; any: EncodedAny }[]>();
     try {
       for (const { kind, typeUrl } of RESOURCE_KINDS) {
@@ -418,4 +503,42 @@ export class AdsServer {
     s.call.write({ version_info: version, resources: list.map((e) => e.any), type_url: type, nonce });
     this.#log.debug('sent xDS response', { node_id: s.nodeId, type_url: type, version, nonce, resources: list.length });
   }
+}
+
+/** The `x-consul-token` metadata of a stream (`''` when absent). */
+function tokenOf(metadata: grpc.Metadata): string {
+  const v = metadata.get('x-consul-token')[0];
+  return typeof v === 'string' ? v : (v?.toString('utf8') ?? '');
+}
+
+/** What {@link adsServerCredentials} needs: the agent's PEMs and an SNI callback (`TlsConfigurator.incomingOptions`). */
+export interface AdsTlsMaterial {
+  readonly ca: string | Buffer;
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  /** Require and verify client certificates (`tls.verify_incoming`). */
+  readonly requireClientCert: boolean;
+  /** Picks the current context per ClientHello with SNI (certificate rotation). */
+  readonly SNICallback?: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
+}
+
+/** grpc-js credentials that pass Node's `SNICallback` through to `http2.createSecureServer`. */
+class SniServerCredentials extends grpc.ServerCredentials {
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/**
+ * Server credentials for {@link AdsServer.listenTls}: TLS 1.2+ with the agent's certificate, the
+ * CA that verifies client certificates when `requireClientCert`, and (when given) the SNI
+ * callback through which a rotated certificate applies from the next handshake that sends SNI.
+ */
+export function adsServerCredentials(m: AdsTlsMaterial): grpc.ServerCredentials {
+  const pem = (v: string | Buffer): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
+  if (!m.SNICallback) return grpc.ServerCredentials.createSsl(pem(m.ca), [{ private_key: pem(m.key), cert_chain: pem(m.cert) }], m.requireClientCert);
+  return new SniServerCredentials(
+    { requestCert: m.requireClientCert, rejectUnauthorized: m.requireClientCert, minVersion: 'TLSv1.2', SNICallback: m.SNICallback },
+    { ca: pem(m.ca), cert: pem(m.cert), key: pem(m.key) },
+  );
 }
