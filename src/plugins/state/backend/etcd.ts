@@ -25,6 +25,7 @@ import type { CallOptions } from '@grpc/grpc-js';
 import { MeshfedError, abortError, errorMessage } from '../../../core/errors.js';
 import type { Logger } from '../../../core/logger.js';
 import { StateErrorCode, type Command, type StoreSnapshot } from '../store/index.js';
+import { isJsonFaithful } from './json.js';
 import { StateBackendErrorCode, type ApplyResult, type BackendContext, type LeaderInfo, type StateBackend } from './types.js';
 
 /** Error codes of the etcd backend (besides {@link StateBackendErrorCode}). */
@@ -885,7 +886,9 @@ export class EtcdBackend implements StateBackend {
     this.#queue = this.#queue.slice(i);
     if (batch.length === 0) return;
     const payload = Buffer.from(`{"commands":[${batch.map((p) => p.json).join(',')}]}`);
-    const commands = (JSON.parse(payload.toString()) as { commands: Command[] }).commands;
+    // Apply what followers will parse from the log: the command objects themselves when JSON
+    // reproduces them exactly (the common case, no parse), else their parsed JSON.
+    const commands = batch.map((p) => (isJsonFaithful(p.command) ? p.command : (JSON.parse(p.json) as Command)));
     const seq = this.#seq + 1;
     const createRev = this.#leaderCreateRev;
     const leaderKey = this.#key('leader');
