@@ -195,6 +195,14 @@ abstract class BaseConn {
   abstract remote(): string;
   /** Bytes forwarded so far: [client → upstream, upstream → client]. */
   abstract bytes(): [number, number];
+  /** Part of a ClientHello arrived (the plane enforces the overall hello deadline its way). */
+  abstract helloIncomplete(): void;
+  /** The ClientHello is complete: stop reading the client until the upstream is connected. */
+  abstract helloComplete(): void;
+  /** The client went away while routing or connecting: finish once every socket has closed. */
+  settle(): void {
+    // the handles plane finishes in destroy(); the streams plane waits for 'close' events
+  }
 }
 
 /** Internal hooks the shared handlers call; kept off the public surface through a symbol. */
@@ -211,9 +219,14 @@ interface Internal {
   attemptFailed(c: BaseConn): void;
   /** Every socket of the connection is closed. */
   finish(c: BaseConn): void;
-  /** Register/unregister a handles connection whose deadline the sweep must watch. */
-  watch(c: HandleConn): void;
+  /** Unregister a handles connection from the deadline sweep. */
   unwatch(c: HandleConn): void;
+  /** The streams plane's upstream connect function. */
+  connect: ConnectFn;
+  /** Local address upstream connections leave from, if one is configured. */
+  sourceAddress(): string | undefined;
+  /** Debug logging for the data planes. */
+  debug(message: string, fields: Record<string, unknown>): void;
 }
 
 // ---- streams data plane ----------------------------------------------------------------------
@@ -238,9 +251,9 @@ class StreamConn extends BaseConn {
     const internal = this.proxy[kInternal];
     let s: TaggedSocket;
     try {
-      s = this.proxy.connectFn({ host, port });
+      s = this.proxy[kInternal].connect({ host, port });
     } catch (err) {
-      this.proxy.debug('mesh gateway connect threw', { host, port, error: err instanceof Error ? err.message : String(err) });
+      this.proxy[kInternal].debug('mesh gateway connect threw', { host, port, error: err instanceof Error ? err.message : String(err) });
       internal.attemptFailed(this);
       return;
     }
@@ -268,8 +281,25 @@ class StreamConn extends BaseConn {
     return [this.upstream.bytesWritten, this.client.bytesWritten];
   }
 
-  /** The client and upstream are both closed: done. */
-  maybeFinish(): void {
+  helloIncomplete(): void {
+    // The socket timer is an idle timer: re-arm it with what is left of the overall deadline so a
+    // client dribbling bytes cannot hold the connection open.
+    const left = this.helloDeadline - Date.now();
+    if (left <= 0) this.proxy[kInternal].refuse(this, 'timeout', 'no complete ClientHello before the deadline');
+    else this.client.setTimeout(left);
+  }
+
+  helloComplete(): void {
+    const client = this.client;
+    client.pause();
+    client.removeListener('data', onClientData);
+    client.removeListener('end', onClientEndEarly);
+    client.removeListener('timeout', onClientTimeout);
+    client.setTimeout(0);
+  }
+
+  /** Done once the client and the upstream are both closed. */
+  override settle(): void {
     if (this.finished || !this.clientClosed) return;
     if (this.upstream && !this.upstreamClosed) return;
     this.client[kConn] = undefined;
@@ -307,7 +337,7 @@ function onClientClose(this: net.Socket, hadError: boolean): void {
   if (up && !up.destroyed) {
     if (c.phase !== 'splice' || hadError || !client.readableEnded) up.destroy();
   }
-  c.maybeFinish();
+  c.settle();
 }
 
 function onUpstreamConnect(this: net.Socket): void {
@@ -346,7 +376,7 @@ function onUpstreamClose(this: net.Socket, hadError: boolean): void {
   c.upstreamClosed = true;
   const client = c.client;
   if (!client.destroyed && (hadError || !this.readableEnded)) client.destroy();
-  c.maybeFinish();
+  c.settle();
 }
 
 /** Destroy a socket unless it already is (every socket is destroyed exactly once). */
@@ -436,14 +466,14 @@ class HandleConn extends BaseConn {
     req.oncomplete = onHandleConnect;
     req[kConn] = this;
     const v6 = isIP(host) === 6;
-    const source = this.proxy.sourceAddress;
+    const source = this.proxy[kInternal].sourceAddress();
     let err = 0;
     if (source !== undefined) err = isIP(source) === 6 ? h.bind6(source, 0, 0) : h.bind(source, 0);
     if (err === 0) err = v6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err < 0) {
       h.close();
       req[kConn] = undefined;
-      this.proxy.debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
+      this.proxy[kInternal].debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
       this.proxy[kInternal].attemptFailed(this);
       return;
     }
@@ -452,6 +482,16 @@ class HandleConn extends BaseConn {
     h.useUserBuffer(h.buffer);
     this.upstream = h;
     this.connectDeadline = Date.now() + timeoutMs;
+  }
+
+  helloIncomplete(): void {
+    // the sweep checks the overall hello deadline
+  }
+
+  helloComplete(): void {
+    // Nothing more is read until the upstream is connected (the client waits for the server's
+    // hello anyway); the connect deadline replaces the hello deadline in the sweep.
+    this.client.readStop();
   }
 
   /** Abandon the current connect attempt (timeout): close its handle, try the next endpoint. */
@@ -593,7 +633,7 @@ function onHandleConnect(this: TaggedConnect, status: number, handle: TcpHandle)
   if (status < 0) {
     c.upstream = undefined;
     closeAttempt(c, up);
-    c.proxy.debug('mesh gateway connect failed', { error: getSystemErrorName(status) });
+    c.proxy[kInternal].debug('mesh gateway connect failed', { error: getSystemErrorName(status) });
     c.proxy[kInternal].attemptFailed(c);
     return;
   }
@@ -701,6 +741,11 @@ function newClusterStats(): ClusterStats {
   return { connections: 0, active: 0, connectFailures: 0, bytesUp: 0, bytesDown: 0 };
 }
 
+/** How often the handles plane checks deadlines: a tenth of the shortest one, 20–250 ms. */
+function sweepInterval(helloTimeoutMs: number, shortestConnectTimeoutMs: number): number {
+  return Math.min(250, Math.max(20, Math.floor(Math.min(helloTimeoutMs, shortestConnectTimeoutMs) / 10)));
+}
+
 /** A listen error shaped like `net`'s (`listen EADDRINUSE: address already in use 127.0.0.1:80`). */
 function listenError(errno: number, syscall: string, host: string, port: number): NodeJS.ErrnoException {
   const code = getSystemErrorName(errno);
@@ -750,7 +795,7 @@ export class SniProxy {
   /** Handles connections in peek or connect phase (their deadlines), and the sweep over them. */
   readonly #watched = new Set<HandleConn>();
   #sweep: NodeJS.Timeout | undefined;
-  readonly #sweepMs: number;
+  #sweepMs: number;
   // Counters.
   #total = 0;
   #spliced = 0;
@@ -787,8 +832,7 @@ export class SniProxy {
     if (plane === 'handles' && !api) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: dataPlane "handles" is not available on this Node (its TCP handle bindings are missing or changed); use "auto" or "streams"');
     if (plane === 'handles' && options.connect) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: a custom connect function needs dataPlane "streams" (or "auto")');
     this.#handles = options.connect ? undefined : api;
-    // Deadlines of the handles plane are checked this often (a tenth of the shortest one, 20–250 ms).
-    this.#sweepMs = Math.min(250, Math.max(20, Math.floor(Math.min(this.#helloTimeoutMs, options.defaultConnectTimeoutMs ?? 5_000) / 10)));
+    this.#sweepMs = sweepInterval(this.#helloTimeoutMs, options.defaultConnectTimeoutMs ?? 5_000);
   }
 
   /** The data plane accepted connections use (`handles` or `streams`; see the module notes). */
@@ -808,7 +852,13 @@ export class SniProxy {
     const table = compileRoutingTable(resources, opts);
     this.#table = table;
     const rr = new Map<string, number>();
-    for (const name of table.clusters.keys()) rr.set(name, this.#rr.get(name) ?? 0);
+    let shortest = this.#defaultConnectTimeoutMs ?? 5_000;
+    for (const [name, cluster] of table.clusters) {
+      rr.set(name, this.#rr.get(name) ?? 0);
+      shortest = Math.min(shortest, cluster.connectTimeoutMs);
+    }
+    // applies from the next time the sweep starts (it stops whenever nothing is watched)
+    this.#sweepMs = sweepInterval(this.#helloTimeoutMs, shortest);
     this.#rr = rr;
     this.#logger?.debug('mesh gateway routes updated', {
       listener: table.listener,
@@ -1022,21 +1072,6 @@ export class SniProxy {
     }
   }
 
-  /** @internal the source address of upstream connections, if one is configured. */
-  get sourceAddress(): string | undefined {
-    return this.#sourceAddress;
-  }
-
-  /** @internal the streams plane's upstream connect function. */
-  get connectFn(): ConnectFn {
-    return this.#connect;
-  }
-
-  /** @internal debug logging for the data planes. */
-  debug(message: string, fields: Record<string, unknown>): void {
-    this.#logger?.debug(message, fields);
-  }
-
   /** Handlers called by the shared socket listeners. @internal */
   readonly [kInternal]: Internal = {
     buffers: new BufferPool(),
@@ -1048,40 +1083,24 @@ export class SniProxy {
       this.#tryEndpoint(c);
     },
     finish: (c) => this.#finish(c),
-    watch: (c) => this.#watch(c),
     unwatch: (c) => this.#unwatch(c),
+    connect: (o) => this.#connect(o),
+    sourceAddress: () => this.#sourceAddress,
+    debug: (message, fields) => this.#logger?.debug(message, fields),
   };
 
   #onHello(c: BaseConn, chunk: Buffer): void {
     if (c.phase !== 'peek' || !c.reader) return;
     const v = c.reader.push(chunk);
     if (v.kind === 'incomplete') {
-      if (c instanceof StreamConn) {
-        // The socket timer is an idle timer: re-arm it with what is left of the overall deadline
-        // so a client dribbling bytes cannot hold the connection open. (The handles plane's sweep
-        // checks the overall deadline itself.)
-        const left = c.helloDeadline - Date.now();
-        if (left <= 0) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
-        else c.client.setTimeout(left);
-      }
+      c.helloIncomplete();
       return;
     }
     if (v.kind !== 'hello') {
       this.#refuse(c, v.kind, v.detail);
       return;
     }
-    if (c instanceof StreamConn) {
-      const client = c.client;
-      client.pause();
-      client.removeListener('data', onClientData);
-      client.removeListener('end', onClientEndEarly);
-      client.removeListener('timeout', onClientTimeout);
-      client.setTimeout(0);
-    } else if (c instanceof HandleConn) {
-      // Nothing more is read until the upstream is connected (the client waits for the server's
-      // hello anyway); the connect deadline replaces the hello deadline in the sweep.
-      c.client.readStop();
-    }
+    c.helloComplete();
     c.hello = c.reader.bytes();
     c.reader = undefined;
     c.phase = 'route';
@@ -1148,7 +1167,7 @@ export class SniProxy {
   /** Connect to candidate `(start + attempt) % n`, or refuse when every candidate was tried. */
   #tryEndpoint(c: BaseConn): void {
     if (c.clientGone()) {
-      if (c instanceof StreamConn) c.maybeFinish();
+      c.settle();
       return;
     }
     const n = c.candidates.length;
@@ -1165,13 +1184,12 @@ export class SniProxy {
       c.open(ep.host, ep.port, cluster.connectTimeoutMs);
       return;
     }
-    if (c instanceof HandleConn) this.#watch(c); // keep the deadline sweep on while resolving
     this.#lookup(ep.host, cluster.dnsFamily).then(
       (addrs) => {
         const addr = addrs[0];
         if (addr === undefined) throw new Error(`${ep.host} resolved to no address`);
         if (c.clientGone()) {
-          if (c instanceof StreamConn) c.maybeFinish();
+          c.settle();
           return;
         }
         c.open(addr, ep.port, cluster.connectTimeoutMs);

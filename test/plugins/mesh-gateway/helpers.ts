@@ -262,7 +262,8 @@ export interface StuckListener {
 /**
  * A TCP listener on 127.0.0.1 whose accept queue is full, so the kernel drops further SYNs and a
  * connect to it hangs (a real connect timeout on loopback): a child process listens with backlog
- * 1, then blocks its event loop, and two connections from here fill its queue.
+ * 1, then blocks its event loop, and two connections from here fill its queue. Whoever uses it
+ * must check that a connect really hung (e.g. that it took at least the connect timeout).
  */
 export async function startStuckListener(): Promise<StuckListener> {
   const { spawn } = await import('node:child_process');
@@ -275,22 +276,13 @@ export async function startStuckListener(): Promise<StuckListener> {
   });
   child.removeAllListeners('exit');
   const fillers: net.Socket[] = [];
-  // Fill the accept queue (backlog 1 holds two completed connections on Linux); then a probe
-  // must hang, which proves SYNs are being dropped.
+  // Fill the accept queue (backlog 1 holds two completed connections on Linux). Tests using the
+  // listener prove that further connects hang by timing them (no probe with a fixed wait here).
   for (let i = 0; i < 2; i++) {
     const f = net.connect({ host: '127.0.0.1', port });
     f.on('error', () => undefined);
     await new Promise<void>((resolve) => f.once('connect', resolve));
     fillers.push(f);
-  }
-  const probe = net.connect({ host: '127.0.0.1', port });
-  probe.on('error', () => undefined);
-  const connected = await Promise.race([new Promise<boolean>((resolve) => probe.once('connect', () => resolve(true))), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 300))]);
-  probe.destroy();
-  if (connected) {
-    child.kill('SIGKILL');
-    for (const f of fillers) f.destroy();
-    throw new Error('startStuckListener: the accept queue did not fill (a probe connected); connect timeouts cannot be produced on this kernel');
   }
   return {
     port,
