@@ -9,7 +9,7 @@
  * tcp_proxy) to an EDS cluster whose one endpoint is 127.0.0.1:<upstreamPort>. Prints
  * `LISTEN <port>`; a `stats` line on stdin prints `STATS <json>`, `mem` prints
  * `MEM <process.memoryUsage() json>`; SIGTERM exits (so that
- * `--cpu-prof` writes its profile). MESHFED_BENCH_DATA_PLANE=handles|streams picks the data plane
+ * `--cpu-prof` writes its profile). MESHFED_BENCH_DATA_PLANE=native|handles|streams picks the data plane
  * (default: the proxy's own choice).
  */
 import { SniProxy } from '../src/plugins/mesh-gateway/proxy.js';
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const [, , portArg, serverName] = process.argv;
   if (!portArg || !serverName) throw new Error('usage: gateway-child.js <upstreamPort> <serverName>');
   const plane = process.env['MESHFED_BENCH_DATA_PLANE'];
-  const proxy = new SniProxy(plane === 'handles' || plane === 'streams' ? { dataPlane: plane } : {});
+  const proxy = new SniProxy(plane === 'native' || plane === 'handles' || plane === 'streams' ? { dataPlane: plane } : {});
   process.stderr.write(`gateway child: ${proxy.dataPlane} data plane\n`);
   proxy.update(benchResources(Number(portArg), serverName));
   await proxy.listen('127.0.0.1', 0);

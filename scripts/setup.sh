@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 #   and serf. serf: the Debian serf agent binary (/usr/bin/serf), a real gossip pool for interop tests.
 #   etcd-server + etcd-client: the etcd backend of the state plugin (HA servers) is tested against
 #   real etcd clusters on loopback, and examples/ha-datacenter runs one.
+#   gcc + libc6-dev: the mesh gateway's native data plane (a Node-API addon, scripts/build-native.sh;
+#   Node's headers come with the nodejs package).
 DEBIAN_PACKAGES=(
-  openssl ca-certificates
+  openssl ca-certificates gcc libc6-dev
   golang-go golang-github-hashicorp-yamux-dev golang-github-hashicorp-net-rpc-msgpackrpc-dev golang-github-hashicorp-go-msgpack-dev
   serf golang-github-hashicorp-memberlist-dev golang-github-hashicorp-serf-dev
   etcd-server etcd-client

@@ -34,7 +34,7 @@ const FLAGS: readonly FlagSpec[] = [
   { name: 'service', kind: 'string', usage: 'Service name.', metavar: 'NAME', defaultText: 'mesh-gateway' },
   { name: 'service-id', kind: 'string', usage: 'Service ID (also the ADS node id).', metavar: 'ID', defaultText: 'the service name' },
   { name: 'node', kind: 'string', usage: 'Catalog node to register under.', metavar: 'NAME', defaultText: '<hostname>-gateway' },
-  { name: 'data-plane', kind: 'string', usage: 'How bytes are moved: auto (libuv handles where this Node provides them), handles, or streams (net.Socket).', metavar: 'PLANE', defaultText: 'auto' },
+  { name: 'data-plane', kind: 'string', usage: 'How bytes are moved: auto (native where its addon is built, else handles, else streams), native (the C engine), handles (libuv handles from JavaScript), or streams (net.Socket).', metavar: 'PLANE', defaultText: 'auto' },
   { name: 'log-level', kind: 'string', usage: 'trace, debug, info, warn, error or silent.', metavar: 'LEVEL', defaultText: 'info' },
 ];
 
@@ -74,7 +74,7 @@ export const gatewayCommand: Command = {
     const levelText = (f.values.get('log-level') as string | undefined) ?? 'info';
     if (!isLogLevel(levelText)) throw new UsageError(`invalid -log-level "${levelText}": use trace, debug, info, warn, error or silent`);
     const plane = (f.values.get('data-plane') as string | undefined) ?? 'auto';
-    if (plane !== 'auto' && plane !== 'handles' && plane !== 'streams') throw new UsageError(`invalid -data-plane "${plane}": use auto, handles or streams`);
+    if (plane !== 'auto' && plane !== 'native' && plane !== 'handles' && plane !== 'streams') throw new UsageError(`invalid -data-plane "${plane}": use auto, native, handles or streams`);
     const servers = (f.values.get('server') as readonly string[] | undefined) ?? [];
     for (const s of servers) parseHostPort(parseAdsServer(s).address, '-server');
     const adsTls = await readAdsTls(f.values, servers);

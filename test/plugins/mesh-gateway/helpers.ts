@@ -3,9 +3,13 @@
  * ClientHellos from `node:tls`, TLS and raw upstream servers on 127.0.0.1, and xDS resource builders.
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { parseClientHello } from '../../../src/plugins/mesh-gateway/client-hello.js';
+import { loadNativeRelay } from '../../../src/plugins/mesh-gateway/native/relay.js';
+import type { DataPlane } from '../../../src/plugins/mesh-gateway/proxy.js';
+import { loadTcpHandles } from '../../../src/plugins/mesh-gateway/tcp-handles.js';
 import type { MeshGatewayResources, XdsResource } from '../../../src/plugins/mesh-gateway/routing.js';
 import { generateCa, generateCert, type PemPair } from '../../../src/plugins/tls/certs.js';
 
@@ -298,4 +302,18 @@ export async function startStuckListener(): Promise<StuckListener> {
 /** Number of libuv handles keeping the process alive (sockets, servers, timers with handles). */
 export function activeHandles(): number {
   return (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
+}
+
+/**
+ * The data planes this build and this Node provide: `native` when its addon is built (the test
+ * command builds it; `native relay` in proxy.test.ts fails when it is missing), `handles` when
+ * Node's handle bindings are there, and always `streams`.
+ */
+export function dataPlanesHere(): readonly DataPlane[] {
+  return [...(loadNativeRelay().relay ? (['native'] as const) : []), ...(loadTcpHandles() ? (['handles'] as const) : []), 'streams'];
+}
+
+/** Open file descriptors of this process (the native plane's sockets are invisible to `activeHandles`). */
+export function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
 }

@@ -4,11 +4,11 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SniProxy } from '../../../src/plugins/mesh-gateway/proxy.js';
 import { waitFor } from '../../../src/testing/wait.js';
-import { activeHandles, captureClientHello, edsCluster, listener, loadAssignment, tcpChain } from './helpers.js';
+import { activeHandles, captureClientHello, dataPlanesHere, openFds, edsCluster, listener, loadAssignment, tcpChain } from './helpers.js';
 
 type Mode = 'client-end' | 'server-end' | 'client-reset' | 'server-reset' | 'half-close';
-/** Both data planes (`handles` where this Node provides them). */
-const DATA_PLANES = [...(new SniProxy().dataPlane === 'handles' ? (['handles'] as const) : []), 'streams'] as const;
+/** Every data plane this build provides. */
+const DATA_PLANES = dataPlanesHere();
 const MODES: readonly Mode[] = ['client-end', 'server-end', 'client-reset', 'server-reset', 'half-close'];
 
 /**
@@ -121,6 +121,7 @@ for (const dataPlane of DATA_PLANES) describe(`SniProxy connection lifecycle, ${
 
   test('2 000 connections closed from either side leave no sockets behind', { timeout: 60_000 }, async () => {
     const baseline = activeHandles();
+    const baselineFds = openFds();
     const before = proxy.stats();
     const total = 2000;
     const concurrency = 50;
@@ -135,6 +136,7 @@ for (const dataPlane of DATA_PLANES) describe(`SniProxy connection lifecycle, ${
     await waitFor(() => proxy.stats().active === 0, { message: 'proxy connections all finished', timeoutMs: 15_000 });
     await waitFor(() => upstream.sockets.size === 0, { message: 'upstream sockets all closed', timeoutMs: 15_000 });
     await waitFor(() => activeHandles() <= baseline, { message: `handles back to the baseline ${baseline} (now ${activeHandles()})`, timeoutMs: 15_000 });
+    await waitFor(() => openFds() <= baselineFds, { message: `descriptors back to the baseline ${baselineFds} (now ${openFds()})`, timeoutMs: 15_000 });
     const s = proxy.stats();
     assert.equal(s.total - before.total, total);
     assert.equal(s.spliced - before.spliced, total, 'every connection was spliced');

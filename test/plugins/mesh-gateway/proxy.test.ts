@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { loadNativeRelay } from '../../../src/plugins/mesh-gateway/native/relay.js';
 import { SniProxy } from '../../../src/plugins/mesh-gateway/proxy.js';
 import { compileRoutingTable, matchChain } from '../../../src/plugins/mesh-gateway/routing.js';
 import { createMemoryLogger } from '../../../src/testing/memory-logger.js';
@@ -17,6 +18,7 @@ import {
   rawRefused,
   sniClusterChain,
   startStuckListener,
+  dataPlanesHere,
   startEchoServer,
   tcpChain,
   tlsRoundTrip,
@@ -25,8 +27,17 @@ import {
   type TestPki,
 } from './helpers.js';
 
-/** Both data planes run every end-to-end test (`handles` where this Node provides them). */
-const DATA_PLANES = [...(new SniProxy().dataPlane === 'handles' ? (['handles'] as const) : []), 'streams'] as const;
+/** Every data plane this build provides runs every end-to-end test. */
+const DATA_PLANES = dataPlanesHere();
+
+test('the native data plane is built and is the default (the test command builds it; MESHFED_NO_NATIVE=1 skips this on machines without a C compiler)', { skip: process.env['MESHFED_NO_NATIVE'] === '1' }, () => {
+  const { relay, why } = loadNativeRelay();
+  assert.ok(relay, why);
+  assert.equal(new SniProxy().dataPlane, 'native');
+  assert.equal(new SniProxy({ dataPlane: 'auto', connect: (o) => net.connect(o) }).dataPlane, 'streams', 'a custom connect needs net.Socket');
+  assert.throws(() => new SniProxy({ dataPlane: 'native', connect: (o) => net.connect(o) }), /custom connect function needs dataPlane "streams"/);
+  assert.throws(() => new SniProxy({ dataPlane: 'fast' as 'native' }), /dataPlane must be "auto", "native", "handles" or "streams"/);
+});
 
 describe('routing table', () => {
   const table = compileRoutingTable(wanfedResources({ node1: 1, dc2: 2, dc1: 3 }));
@@ -362,5 +373,25 @@ for (const dataPlane of DATA_PLANES) describe(`SniProxy end to end, ${dataPlane}
     await closing;
     assert.equal(drained, true);
     assert.equal(p.stats().active, 0);
+  });
+  test('a connection that has sent nothing yet is counted as active, and close() refuses it (closing); drain waits for it until its deadline', async () => {
+    const p = new SniProxy({ dataPlane, helloTimeoutMs: 60_000 });
+    p.update(wanfedResources({ node1: node1.port, dc2: dc2.port, dc1: dc1.port }));
+    await p.listen('127.0.0.1', 0);
+    const quiet = net.connect({ host: '127.0.0.1', port: p.address.port });
+    quiet.on('error', () => undefined);
+    const quietClosed = new Promise<void>((resolve) => quiet.once('close', () => resolve()));
+    await waitFor(() => p.stats().active === 1 && p.stats().total === 1, { message: 'the silent connection is counted' });
+    let drained = false;
+    const closing = p.close({ drain: true, drainTimeoutMs: 200 }).then(() => {
+      drained = true;
+    });
+    await quietClosed; // by the drain deadline
+    await closing;
+    assert.equal(drained, true);
+    const s = p.stats();
+    assert.equal(s.active, 0);
+    assert.equal(s.total, 1);
+    assert.equal(s.refused.closing, 1);
   });
 });
