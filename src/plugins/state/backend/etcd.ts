@@ -25,6 +25,7 @@ import type { CallOptions } from '@grpc/grpc-js';
 import { MeshfedError, abortError, errorMessage } from '../../../core/errors.js';
 import type { Logger } from '../../../core/logger.js';
 import { StateErrorCode, type Command, type StoreSnapshot } from '../store/index.js';
+import { FencedTxnClient } from './etcd-txn.js';
 import { isJsonFaithful } from './json.js';
 import { StateBackendErrorCode, type ApplyResult, type BackendContext, type LeaderInfo, type StateBackend } from './types.js';
 
@@ -159,6 +160,8 @@ export class EtcdBackend implements StateBackend {
   readonly #opts: EtcdBackendOptions;
   readonly #logger: Logger;
   readonly #client: Etcd3;
+  /** The log-entry write (hand-encoded KV.Txn; see etcd-txn.ts). */
+  readonly #txn: FencedTxnClient;
   readonly #prefix: string;
   readonly #ttl: number;
   readonly #requestTimeoutMs: number;
@@ -205,6 +208,8 @@ export class EtcdBackend implements StateBackend {
   #queue: Pending[] = [];
   #flushScheduled = false;
   #busy = false;
+  /** The snapshot being written, if any (log writes go on meanwhile). */
+  #snapshotting: Promise<void> | undefined;
   #inflight: InFlight | undefined;
   #uncertain = false;
 
@@ -240,20 +245,22 @@ export class EtcdBackend implements StateBackend {
     } as unknown as FaultPolicy;
     const tls = opts.tls;
     const timeout = this.#requestTimeoutMs;
+    const grpcOptions = {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    };
+    this.#txn = new FencedTxnClient(hosts, tls, grpcOptions);
     this.#client = new Etcd3({
       hosts,
       dialTimeout: this.#dialTimeoutMs,
       ...(tls ? { credentials: { rootCertificate: tls.ca as Buffer, ...(tls.key ? { privateKey: tls.key } : {}), ...(tls.cert ? { certChain: tls.cert } : {}) } } : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: { host: () => passthrough, global: retry },
-      grpcOptions: {
-        'grpc.use_local_subchannel_pool': 1,
-        'grpc.initial_reconnect_backoff_ms': 100,
-        'grpc.max_reconnect_backoff_ms': 1000,
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-        'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      },
+      grpcOptions,
     });
   }
 
@@ -299,11 +306,17 @@ export class EtcdBackend implements StateBackend {
   async #rpc<T>(what: string, fn: (o: CallOptions) => Promise<T>, timeoutMs = this.#requestTimeoutMs): Promise<T> {
     if (this.#closed && this.#closing === undefined) throw this.#closedError();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.#unavailable(`${what} not answered within ${timeoutMs} ms`)), timeoutMs);
-    });
+    // timeoutMs 0: the call honours its gRPC deadline itself (requestTimeoutMs), no extra timer
+    const deadline = Date.now() + (timeoutMs || this.#requestTimeoutMs);
+    const timeout =
+      timeoutMs === 0
+        ? undefined
+        : new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(this.#unavailable(`${what} not answered within ${timeoutMs} ms`)), timeoutMs);
+          });
     try {
-      const res = await Promise.race([fn({ deadline: Date.now() + timeoutMs }), timeout]);
+      const call = fn({ deadline });
+      const res = await (timeout ? Promise.race([call, timeout]) : call);
       this.#lastContact = Date.now();
       return res;
     } catch (err) {
@@ -839,7 +852,16 @@ export class EtcdBackend implements StateBackend {
     this.#busy = true;
     try {
       await this.#commitBatch();
-      if (this.#leading && this.#seq >= this.#nextSnapshotSeq) await this.#writeSnapshot();
+      if (this.#leading && this.#seq >= this.#nextSnapshotSeq && !this.#snapshotting) {
+        // in the background: the store is serialized synchronously at its current index, and later
+        // log entries (seq + 1 …) are untouched by the snapshot's commit, so writes need not wait
+        // for its chunks
+        this.#snapshotting = this.#writeSnapshot()
+          .catch((err: unknown) => this.#logger.warn('etcd snapshot failed', { error: errorMessage(err) }))
+          .finally(() => {
+            this.#snapshotting = undefined;
+          });
+      }
     } finally {
       this.#busy = false;
       this.#schedule();
@@ -895,20 +917,10 @@ export class EtcdBackend implements StateBackend {
     const logKey = this.#logKey(seq);
     this.#inflight = { seq, batch };
     try {
-      const res = await this.#rpc('write log entry', (o) =>
-        this.#client.kv.txn(
-          {
-            compare: [
-              { key: leaderKey, target: 'Create', result: 'Equal', create_revision: createRev },
-              { key: logKey, target: 'Create', result: 'Equal', create_revision: 0 },
-            ],
-            success: [{ request_put: { key: logKey, value: payload } }],
-          },
-          o,
-        ),
-      );
+      // the gRPC deadline bounds the call (and its tries on other endpoints): no extra timer
+      const res = await this.#rpc('write log entry', (o) => this.#txn.fencedPut(leaderKey, createRev, logKey, payload, o.deadline as number), 0);
       let rev: number | undefined;
-      if (res.succeeded) rev = Number(res.header.revision);
+      if (res.succeeded) rev = res.revision;
       else {
         // rare path: find out why (kept out of the hot request to keep it small)
         const why = await this.#rpc('read after a refused write', (o) => this.#client.kv.txn({ success: [{ request_range: { key: leaderKey } }, { request_range: { key: logKey } }] }, o));
@@ -972,7 +984,7 @@ export class EtcdBackend implements StateBackend {
       this.#logger.debug('snapshot written to etcd', { index, seq, chunks, bytes: data.length });
     } catch (err) {
       this.#nextSnapshotSeq = seq + Math.max(1, Math.ceil(this.#snapshotEvery / 4));
-      this.#logger.warn('etcd snapshot failed; will retry', { index, error: errorMessage(err) });
+      if (!this.#closed) this.#logger.warn('etcd snapshot failed; will retry', { index, error: errorMessage(err) });
     }
   }
 
@@ -1127,6 +1139,7 @@ export class EtcdBackend implements StateBackend {
     this.#waiters = [];
     for (const w of waiters) w.reject(this.#closedError());
     this.#client.close();
+    this.#txn.close();
     await this.#leadershipChain;
   }
 }
