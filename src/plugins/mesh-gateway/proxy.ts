@@ -766,7 +766,15 @@ class NativeConn extends BaseConn {
 
   open(host: string, port: number, timeoutMs: number): void {
     const internal = this.proxy[kInternal];
-    const err = this.relay.connect(this.id, host, port, timeoutMs, internal.sourceAddress());
+    let err: number;
+    try {
+      err = this.relay.connect(this.id, host, port, timeoutMs, internal.sourceAddress());
+    } catch (e) {
+      // an endpoint the engine cannot parse (it only takes IP addresses): try the next one
+      internal.debug('mesh gateway connect failed', { host, port, error: e instanceof Error ? e.message : String(e) });
+      internal.attemptFailed(this);
+      return;
+    }
     if (err < 0) {
       internal.debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
       internal.attemptFailed(this);
@@ -935,6 +943,10 @@ export class SniProxy {
   #onRelayEvent(kind: number, id: number, a: number, b: number, data: Buffer | undefined): void {
     const relay = this.#relay;
     if (!relay) return;
+    if (kind === RelayEvent.ACCEPT_ERROR) {
+      this.#logger?.error('mesh gateway listener error', { error: `accept ${getSystemErrorName(a)}` });
+      return;
+    }
     let c = this.#native.get(id);
     if (!c) {
       if (kind !== RelayEvent.DATA && kind !== RelayEvent.CLIENT_END) return;

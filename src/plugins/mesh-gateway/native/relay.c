@@ -53,7 +53,7 @@
 #define SMALL_BUFFER (16 * 1024)
 #define LARGE_BUFFER (64 * 1024)
 
-enum { EV_DATA = 1, EV_CLIENT_END = 2, EV_CONNECT_FAILED = 3, EV_CLOSED = 4 };
+enum { EV_DATA = 1, EV_CLIENT_END = 2, EV_CONNECT_FAILED = 3, EV_CLOSED = 4, EV_ACCEPT_ERROR = 5 };
 enum { PEEK, CONNECTING, RELAY, CLOSING };
 
 typedef struct relay_s relay_t;
@@ -200,8 +200,9 @@ static void mark_reported(conn_t *c) {
   }
 }
 
+/* One event to JavaScript; `c` is NULL for listener events (id 0). */
 static void emit(relay_t *r, int kind, conn_t *c, double a, double b, const char *data, size_t len) {
-  mark_reported(c);
+  if (c) mark_reported(c);
   if (r->finalized || !r->onevent) return;
   napi_env env = r->env;
   napi_handle_scope scope;
@@ -209,7 +210,7 @@ static void emit(relay_t *r, int kind, conn_t *c, double a, double b, const char
   napi_value cb, recv, argv[5];
   int ok = napi_get_reference_value(env, r->onevent, &cb) == napi_ok && cb &&
            napi_get_reference_value(env, r->self, &recv) == napi_ok && recv && /* an object: MakeCallback needs one */
-           napi_create_int32(env, kind, &argv[0]) == napi_ok && napi_create_uint32(env, c->id, &argv[1]) == napi_ok &&
+           napi_create_int32(env, kind, &argv[0]) == napi_ok && napi_create_uint32(env, c ? c->id : 0, &argv[1]) == napi_ok &&
            napi_create_double(env, a, &argv[2]) == napi_ok && napi_create_double(env, b, &argv[3]) == napi_ok;
   if (ok) {
     if (data) ok = napi_create_buffer_copy(env, len, data, NULL, &argv[4]) == napi_ok;
@@ -456,7 +457,11 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void on_connection(uv_stream_t *server, int status) {
   relay_t *r = server->data;
-  if (status < 0) return; /* EMFILE and the like: libuv retries; nothing accepted */
+  if (status < 0) {
+    /* EMFILE and the like: nothing accepted (libuv keeps listening); JavaScript logs it */
+    emit(r, EV_ACCEPT_ERROR, NULL, status, 0, NULL, 0);
+    return;
+  }
   conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   c->relay = r;
@@ -537,10 +542,29 @@ static int make_addr(const char *host, int port, struct sockaddr_storage *out) {
   return uv_ip4_addr(host, port, (struct sockaddr_in *)out);
 }
 
+static void on_server_close(uv_handle_t *h);
+
+/* The environment is going away (process exit, worker end): close every socket now, so that no
+ * handle of ours is left open on its loop. */
+static void relay_env_cleanup(void *arg) {
+  relay_t *r = arg;
+  r->finalized = 1; /* no more calls into JavaScript */
+  if (r->server) {
+    uv_close((uv_handle_t *)r->server, on_server_close);
+    r->server = NULL;
+  }
+  for (uint32_t i = 0; i < r->next_id; i++) {
+    conn_t *c = r->slots[i];
+    if (c && c->state != CLOSING) conn_close(c, 0, 0);
+  }
+}
+
 static void relay_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   relay_t *r = data;
+  napi_remove_env_cleanup_hook(env, relay_env_cleanup, r);
   r->finalized = 1;
+  napi_delete_reference(env, r->self);
   if (r->onevent) napi_delete_reference(env, r->onevent);
   r->onevent = NULL;
   napi_async_destroy(env, r->actx);
@@ -589,6 +613,7 @@ static napi_value relay_new(napi_env env, napi_callback_info info) {
     free(r);
     return NULL;
   }
+  napi_add_env_cleanup_hook(env, relay_env_cleanup, r);
   return self;
 }
 

@@ -23,6 +23,8 @@ export const RelayEvent = {
   CONNECT_FAILED: 3,
   /** A relayed pair closed by itself (`a` = bytes client → upstream, `b` = bytes upstream → client). */
   CLOSED: 4,
+  /** Accepting failed (`a` = errno, e.g. EMFILE; id 0): nothing was accepted, the listener goes on. */
+  ACCEPT_ERROR: 5,
 } as const;
 
 /** The engine's one callback into JavaScript. */
