@@ -45,6 +45,11 @@ const GATEWAY_CHILD = process.env['MESHFED_BENCH_GATEWAY_CHILD'] ?? fileURLToPat
 const SNI = 'bench.gateway.test';
 const CHUNK = 64 * 1024;
 const MiB = 1024 * 1024;
+/*
+ * MESHFED_BENCH_NGINX_HALF_CLOSE=1 adds `proxy_half_close on` (nginx ≥ 1.21.4) to nginx's server:
+ * nginx then passes an end of stream on as meshfed's gateway always does, instead of closing both
+ * sides (a diagnostic; the targets compare against nginx's defaults).
+ */
 /** nginx binary; MESHFED_BENCH_NGINX overrides it (e.g. a path that does not exist, to check the no-nginx run). */
 const NGINX = process.env['MESHFED_BENCH_NGINX'] ?? '/usr/sbin/nginx';
 const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
@@ -418,7 +423,7 @@ stream {
   server {
     listen 127.0.0.1:${listenPort} backlog=1024;
     ssl_preread on;
-    proxy_pass $upstream;
+    proxy_pass $upstream;${process.env['MESHFED_BENCH_NGINX_HALF_CLOSE'] === '1' ? '\n    proxy_half_close on;' : ''}
   }
 }
 `;
