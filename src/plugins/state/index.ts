@@ -108,6 +108,7 @@ interface StateConfig {
     readonly lease_ttl: number;
     readonly dial_timeout: number;
     readonly request_timeout: number;
+    readonly compact: boolean;
     readonly ca_file?: string;
     readonly cert_file?: string;
     readonly key_file?: string;
@@ -149,6 +150,7 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
               lease_ttl: { kind: 'duration', default: '5s', min: '2s', doc: "Leader lease TTL: a dead leader is replaced after about this long." },
               dial_timeout: { kind: 'duration', default: '5s', min: '1ms', doc: 'Time to connect to etcd.' },
               request_timeout: { kind: 'duration', default: '5s', min: '1ms', doc: 'A write not acknowledged by etcd within this fails (not acknowledged).' },
+              compact: { kind: 'bool', default: true, doc: "Compact etcd's history up to each snapshot the leader writes (the whole keyspace; turn off when etcd's own auto-compaction is configured or other users of the cluster need older revisions)." },
               ca_file: { kind: 'string', doc: 'PEM CA of the etcd server certificates (https endpoints).' },
               cert_file: { kind: 'string', doc: 'PEM client certificate for etcd.' },
               key_file: { kind: 'string', doc: 'PEM client key for etcd.' },
@@ -226,6 +228,7 @@ export function state(options: StatePluginOptions = {}): AgentPlugin {
             dialTimeoutMs: e.dial_timeout,
             requestTimeoutMs: e.request_timeout,
             snapshotEvery: s.snapshot_every,
+            compactHistory: e.compact,
             ...(tlsOpts.ca || tlsOpts.cert ? { tls: tlsOpts } : {}),
           });
         }

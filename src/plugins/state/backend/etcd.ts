@@ -71,6 +71,16 @@ export interface EtcdBackendOptions extends BackendContext {
   readonly requestTimeoutMs?: number;
   /** Log entries between snapshots (default 10 000). */
   readonly snapshotEvery?: number;
+  /**
+   * After each snapshot, compact etcd's history up to the snapshot's commit (default true). The
+   * snapshot deletes the log entries it covers; until etcd compacts, their tombstones make every
+   * fenced log write about half as fast (measured: 1 270 → 615–673 txn/s on one member, back to
+   * 1 240–1 280 after a compaction), and without any compaction etcd's database only grows until
+   * its space quota stops all writes. Compaction applies to the whole keyspace: turn it off when
+   * etcd's own `--auto-compaction-*` is configured or other users of the cluster need old revisions.
+   * Followers whose watch falls behind a compaction re-list (as after any compaction).
+   */
+  readonly compactHistory?: boolean;
 }
 
 /** Default log entries between two snapshots. */
@@ -167,6 +177,7 @@ export class EtcdBackend implements StateBackend {
   readonly #requestTimeoutMs: number;
   readonly #dialTimeoutMs: number;
   readonly #snapshotEvery: number;
+  readonly #compactHistory: boolean;
   readonly #abort = new AbortController();
   readonly #wake = new Wakeup();
   readonly #streams = new Set<{ cancel(): void }>();
@@ -225,6 +236,7 @@ export class EtcdBackend implements StateBackend {
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
     this.#dialTimeoutMs = opts.dialTimeoutMs ?? 5000;
     this.#snapshotEvery = opts.snapshotEvery ?? DEFAULT_ETCD_SNAPSHOT_EVERY;
+    this.#compactHistory = opts.compactHistory ?? true;
     this.#nextSnapshotSeq = this.#snapshotEvery;
     const hosts = [...opts.endpoints];
     const never = new AbortController().signal;
@@ -980,7 +992,15 @@ export class EtcdBackend implements StateBackend {
       this.#snapIndex = index;
       this.#snapSeq = seq;
       this.#nextSnapshotSeq = seq + this.#snapshotEvery;
-      await this.#rpc('drop old snapshots', (o) => kv.deleteRange({ key: this.#key('snapshot/'), range_end: this.#key(dir) }, o));
+      const dropped = await this.#rpc('drop old snapshots', (o) => kv.deleteRange({ key: this.#key('snapshot/'), range_end: this.#key(dir) }, o));
+      if (this.#compactHistory) {
+        // everything up to here is in the snapshot: drop the history (and the tombstones of the log
+        // entries just deleted, which slow every later fenced write until etcd compacts them)
+        const upTo = Number(dropped.header.revision);
+        await this.#rpc('compact history', (o) => kv.compact({ revision: upTo, physical: false }, o)).catch((err: unknown) => {
+          if (!this.#closed) this.#logger.warn('etcd compaction after a snapshot failed', { revision: upTo, error: errorMessage(err) });
+        });
+      }
       this.#logger.debug('snapshot written to etcd', { index, seq, chunks, bytes: data.length });
     } catch (err) {
       this.#nextSnapshotSeq = seq + Math.max(1, Math.ceil(this.#snapshotEvery / 4));

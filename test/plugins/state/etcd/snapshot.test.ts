@@ -47,6 +47,38 @@ describe('etcd backend snapshots (1-member etcd)', () => {
     assert.deepEqual(fresh.store.snapshot(), leader.store.snapshot());
   });
 
+  it('each snapshot compacts etcd history up to itself (not with compactHistory: false)', async () => {
+    const client = new Etcd3({ hosts: cluster.endpoints() });
+    const revision = async (): Promise<number> => Number((await client.kv.range({ key: Buffer.from('/none') })).header.revision);
+    const readableAt = async (rev: number): Promise<boolean> => {
+      try {
+        await client.kv.range({ key: Buffer.from('/none'), revision: rev });
+        return true;
+      } catch (err) {
+        assert.match((err as Error).message, /compacted/);
+        return false;
+      }
+    };
+    const writeUntilSnapshot = async (prefix: string, node: string, compactHistory: boolean): Promise<void> => {
+      const b = makeBackend(cluster.endpoints(), node, { prefix, snapshotEvery: 5, compactHistory });
+      backends.push(b);
+      await b.backend.start(AbortSignal.timeout(10_000));
+      await waitLeader([b]);
+      for (let i = 0; i < 12; i++) await b.backend.apply(register(`${node}-${i}`));
+      await waitFor(() => Number(b.backend.status().snapshotIndex) > 0, { message: `${node}: snapshot written` });
+    };
+    try {
+      const offStart = await revision();
+      await writeUntilSnapshot('/compact-off/', 'c1', false);
+      assert.equal(await readableAt(offStart), true, 'history kept with compactHistory: false');
+      const onStart = await revision();
+      await writeUntilSnapshot('/compact-on/', 'c2', true);
+      await waitFor(async () => !(await readableAt(onStart)), { message: 'history before the snapshot compacted' });
+    } finally {
+      client.close();
+    }
+  });
+
   it('chunks a large snapshot into several keys', async () => {
     const prefix = '/bigsnap/';
     const leader = makeBackend(cluster.endpoints(), 'b1', { prefix, snapshotEvery: 30 });
