@@ -2,7 +2,8 @@
 # Build the mesh gateway's optional native relay (src/plugins/mesh-gateway/native/relay.c, a
 # Node-API addon) next to its compiled loader in dist/. Needs a C compiler and Node's headers
 # (Debian's/NodeSource's nodejs package ships them in <prefix>/include/node). Without them it
-# says so and exits 0: the gateway then uses its `handles` data plane.
+# says so and exits 0: the gateway then uses its `handles` data plane. Warnings are shown, not
+# fatal (another compiler may warn differently); a compile error fails the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=src/plugins/mesh-gateway/native/relay.c
@@ -16,5 +17,5 @@ if ! command -v "$CC" >/dev/null 2>&1 || [ ! -f "$NODE_INCLUDE/node_api.h" ] || 
 fi
 if [ -f "$OUT" ] && [ "$OUT" -nt "$SRC" ] && [ "$OUT" -nt "$0" ]; then exit 0; fi
 mkdir -p "$(dirname "$OUT")"
-"$CC" -O2 -fPIC -shared -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror -I"$NODE_INCLUDE" "$SRC" -o "$OUT.tmp"
+"$CC" -O2 -fPIC -shared -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$NODE_INCLUDE" "$SRC" -o "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

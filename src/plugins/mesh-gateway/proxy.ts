@@ -1397,7 +1397,6 @@ export class SniProxy {
       }
     }
     this.#maybeDrained();
-
   }
 
   /** Release drain waiters once no connection is left. */
