@@ -142,6 +142,70 @@ for (const dataPlane of DATA_PLANES) describe(`SniProxy connection lifecycle, ${
     assert.equal(s.spliced - before.spliced, total, 'every connection was spliced');
     assert.equal(s.clusters['n1']?.active, 0);
   });
+  test('chaos: 600 clients that reset, stall, send garbage or part of a hello at random moments leave nothing behind, and the proxy keeps serving', { timeout: 90_000 }, async () => {
+    const baselineFds = openFds();
+    const before = proxy.stats();
+    // a seeded generator: a failure names its seed and replays
+    let seed = 0x5eed1234;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const garbage = randomBytes(4096);
+    const one = (kind: number, cut: number, waitMs: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+        c.on('error', () => undefined);
+        c.on('close', () => resolve());
+        c.on('data', () => undefined);
+        const later = (fn: () => void): void => void setTimeout(fn, waitMs);
+        c.on('connect', () => {
+          switch (kind) {
+            case 0: // gone at once, with a reset
+              c.resetAndDestroy();
+              break;
+            case 1: // part of a hello, then reset
+              c.write(hello.subarray(0, cut % hello.length));
+              later(() => c.resetAndDestroy());
+              break;
+            case 2: // part of a hello, then end of stream
+              c.write(hello.subarray(0, cut % hello.length));
+              later(() => c.end());
+              break;
+            case 3: // garbage
+              c.write(garbage.subarray(0, 1 + (cut % garbage.length)));
+              later(() => c.destroy());
+              break;
+            case 4: // a whole hello and data, reset while connecting or relaying
+              c.write(Buffer.concat([hello, Buffer.from('C'), garbage.subarray(0, cut % 2048)]));
+              later(() => c.resetAndDestroy());
+              break;
+            case 5: // a whole hello and end of stream at once (half-closed before the upstream is there)
+              c.end(Buffer.concat([hello, Buffer.from('Hxyz')]));
+              c.on('end', () => c.end());
+              break;
+            default: // a normal exchange
+              c.write(Buffer.concat([hello, Buffer.from('E')]));
+              c.on('end', () => c.end());
+          }
+        });
+      });
+    let next = 0;
+    const total = 600;
+    const worker = async (): Promise<void> => {
+      while (next < total) {
+        next++;
+        await one(rnd(7), rnd(100_000), rnd(30));
+      }
+    };
+    await Promise.all(Array.from({ length: 30 }, worker));
+    await waitFor(() => proxy.stats().active === 0, { message: `proxy connections all finished (seed ${0x5eed1234})`, timeoutMs: 20_000 });
+    await waitFor(() => upstream.sockets.size === 0, { message: 'upstream sockets all closed', timeoutMs: 20_000 });
+    await waitFor(() => openFds() <= baselineFds, { message: `descriptors back to the baseline ${baselineFds} (now ${openFds()})`, timeoutMs: 20_000 });
+    assert.equal(proxy.stats().total - before.total, total, 'every connection was accepted and accounted for');
+    await runOne(port, hello, 'client-end'); // still serving
+    await waitFor(() => proxy.stats().active === 0);
+  });
 });
 
 /**
