@@ -4,7 +4,7 @@
  * a loopback TCP proxy that can be cut to partition one client from etcd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,13 @@ import { waitFor } from './wait.js';
 
 /** Path of the etcd binary (override with `ETCD_BIN`). */
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+
+/**
+ * util-linux's `setpriv`, which execs etcd with a parent-death signal: members die with the
+ * process that started them even when it is SIGKILLed (a crashed or timed-out test run used to
+ * leave etcd members running). Without it etcd is started directly.
+ */
+const SETPRIV = '/usr/bin/setpriv';
 
 /** A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
 export async function freePort(): Promise<number> {
@@ -102,7 +109,8 @@ export class EtcdCluster {
       '--election-timeout', String(this.#opts.electionMs ?? 1000),
       '--log-level', 'error',
     ];
-    const proc = spawn(ETCD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // setpriv execs etcd (same pid: kill() and exit codes are etcd's own)
+    const proc = existsSync(SETPRIV) ? spawn(SETPRIV, ['--pdeathsig', 'KILL', ETCD_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(ETCD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     m.log = '';
     proc.stderr?.on('data', (d: Buffer) => {
       m.log = (m.log + d.toString()).slice(-4000);
@@ -114,6 +122,12 @@ export class EtcdCluster {
   endpoints(): string[] {
     const scheme = this.#opts.tls ? 'https' : 'http';
     return this.#members.map((m) => `${scheme}://127.0.0.1:${m.clientPort}`);
+  }
+
+  /** Process id of member `i` while it runs (`undefined` after {@link kill} or {@link stop}). */
+  pid(i: number): number | undefined {
+    const p = (this.#members[i] as Member).proc;
+    return p && p.exitCode === null && p.signalCode === null ? p.pid : undefined;
   }
 
   /** Client port of member `i`. */
