@@ -8,12 +8,15 @@
  *   is the key's mod revision.
  * - `snapshot`: `{"index","seq","chunks","bytes"}`, the latest snapshot; its data is in
  *   `snapshot/<index, 20 digits>/<chunk, 6 digits>` (≤ 512 KiB per key). Log entries up to `seq`
- *   are deleted in the same transaction that sets the pointer.
+ *   are deleted in the same transaction that sets the pointer; then (`compactHistory`, default)
+ *   etcd's history is compacted up to it. Snapshots are written in the background: log writes go
+ *   on meanwhile.
  * - `servers/<node>`: the server's RPC address, under its lease (→ {@link EtcdBackend.peers}).
  * - `leader`: `{"node","address"}`, created under the leader's lease (election + fencing).
  *
  * Writes: only the leader writes. It validates each queued command with `store.check`, then
- * writes one batch at a time in a transaction fenced on the leader key's create revision, applies
+ * writes one batch at a time in a transaction fenced on the leader key's create revision (and on
+ * the log key not existing yet; hand-encoded, see etcd-txn.ts), applies
  * the batch locally at the response's revision and only then resolves the callers. Followers
  * watch `log/` and apply in order; a compacted watch re-lists (snapshot + log). Leadership is
  * given up as soon as the lease may have expired, so two servers never accept writes at once,
