@@ -888,6 +888,8 @@ export class SniProxy {
   /** The native engine (`native` plane) and its connections by id. */
   readonly #relay: NativeRelay | undefined;
   readonly #native = new Map<number, NativeConn>();
+  /** Why `auto` did not take the native plane (for the start log), if it did not. */
+  #nativeMissing: string | undefined;
   #sweep: NodeJS.Timeout | undefined;
   #sweepMs: number;
   // Counters.
@@ -926,7 +928,8 @@ export class SniProxy {
     if ((plane === 'auto' || plane === 'native') && !options.connect) {
       const { relay: Relay, why } = loadNativeRelay();
       if (Relay) this.#relay = new Relay((kind, id, a, b, data) => this.#onRelayEvent(kind, id, a, b, data), this.#helloTimeoutMs, this.#maxHelloBytes + 64 * 1024);
-      else if (plane === 'native') throw meshGatewayError(MeshGatewayErrorCode.STATE, `SniProxy: dataPlane "native" is not available: ${why}; use "auto" or "handles"`);
+      else this.#nativeMissing = why;
+      if (!Relay && plane === 'native') throw meshGatewayError(MeshGatewayErrorCode.STATE, `SniProxy: dataPlane "native" is not available: ${why}; use "auto" or "handles"`);
     }
     const api = plane === 'streams' || this.#relay ? undefined : loadTcpHandles();
     if (plane === 'handles' && !api) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: dataPlane "handles" is not available on this Node (its TCP handle bindings are missing or changed); use "auto" or "streams"');
@@ -937,6 +940,11 @@ export class SniProxy {
   /** The data plane accepted connections use (see the module notes). */
   get dataPlane(): DataPlane {
     return this.#relay ? 'native' : this.#handles ? 'handles' : 'streams';
+  }
+
+  /** For the start log: why the native plane is not in use when `auto` would have taken it. */
+  #nativeNote(): { native_unavailable?: string } {
+    return this.#nativeMissing === undefined ? {} : { native_unavailable: this.#nativeMissing };
   }
 
   /** The native engine's events: a connection's first bytes or end, a failed attempt, a closed pair. */
@@ -1032,7 +1040,7 @@ export class SniProxy {
       const address = isIP(host) !== 0 ? host : (await dnsLookup(host)).address;
       if (this.#serverHandle || this.#closing) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy.listen: the proxy is already listening or closed; create a new SniProxy');
       this.#listenHandle(api, address, port);
-      this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'handles' });
+      this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'handles', ...this.#nativeNote() });
       return;
     }
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.handle(socket));
@@ -1050,7 +1058,7 @@ export class SniProxy {
       });
     });
     server.on('error', (err) => this.#logger?.error('mesh gateway listener error', { error: err.message }));
-    this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'streams' });
+    this.#logger?.info('mesh gateway listening', { address: `${host}:${this.address.port}`, data_plane: 'streams', ...this.#nativeNote() });
   }
 
   #listenHandle(api: TcpHandleApi, host: string, port: number): void {
