@@ -306,7 +306,7 @@ export function activeHandles(): number {
 
 /**
  * The data planes this build and this Node provide: `native` when its addon is built (the test
- * command builds it; `native relay` in proxy.test.ts fails when it is missing), `handles` when
+ * command builds it; proxy.test.ts has a test that fails when it is missing), `handles` when
  * Node's handle bindings are there, and always `streams`.
  */
 export function dataPlanesHere(): readonly DataPlane[] {
