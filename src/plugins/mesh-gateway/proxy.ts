@@ -742,8 +742,6 @@ function onHandleWritten(this: TaggedWrite, status: number): void {
 
 // ---- native data plane -----------------------------------------------------------------------
 
-const UV_ETIMEDOUT = -110;
-
 /** A connection whose sockets the native engine owns (native/relay.c); this side decides. */
 class NativeConn extends BaseConn {
   closed = false;
@@ -971,7 +969,7 @@ export class SniProxy {
         // the engine has closed it already
         c.closed = true;
         this.#native.delete(id);
-        if (a === UV_ETIMEDOUT) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
+        if (b === 1) this.#refuse(c, 'timeout', 'no complete ClientHello before the deadline');
         else this.#refuse(c, 'client-closed', a === UV_EOF ? 'end of stream before a complete ClientHello' : `connection closed before a complete ClientHello (${getSystemErrorName(a)})`);
         this.#finish(c);
         return;

@@ -23,7 +23,8 @@
  *               until it completes (backpressure); end of stream from one side, once its data is
  *               written, shuts down the other side's write side (half-close); both ended and
  *               flushed, or any error, closes both and reports EV_CLOSED.
- * A client that ends, fails or misses the hello deadline before it is connected: EV_CLIENT_END.
+ * A client that ends, fails or misses the hello deadline before it is connected: EV_CLIENT_END
+ * (errno, 1 when it was the deadline).
  * destroy() never calls back.
  *
  * JavaScript API (typed in relay.ts):
@@ -80,6 +81,7 @@ struct conn_s {
   int state;
   int reported;  /* JavaScript has heard of it */
   int paused;    /* the hello is complete: later bytes are kept, not passed to JavaScript */
+  int deadline;  /* closed by the hello deadline (EV_CLIENT_END's second argument) */
   int handles;   /* handles whose close callback is still due */
   side_t *client;
   side_t *upstream; /* the current attempt or the relayed upstream */
@@ -243,7 +245,7 @@ static void conn_close(conn_t *c, int kind, int err) {
   if (!uv_is_closing((uv_handle_t *)&c->timer)) uv_close((uv_handle_t *)&c->timer, on_timer_close);
   hold(r); /* the event below may drop the last other hold */
   if (kind == EV_CLOSED) emit(r, EV_CLOSED, c, (double)up, (double)down, NULL, 0);
-  else if (kind == EV_CLIENT_END) emit(r, EV_CLIENT_END, c, err, 0, NULL, 0);
+  else if (kind == EV_CLIENT_END) emit(r, EV_CLIENT_END, c, err, c->deadline, NULL, 0);
   release(r); /* the connection's own hold */
   release(r);
   conn_maybe_free(c);
@@ -368,6 +370,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 static void on_deadline(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->state == PEEK) {
+    c->deadline = 1;
     conn_close(c, EV_CLIENT_END, UV_ETIMEDOUT);
   } else if (c->state == CONNECTING) {
     side_close(c->upstream);

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 export const RelayEvent = {
   /** Bytes from a client that is not connected yet (`data`); the first event of a connection. */
   DATA: 1,
-  /** The client ended (`a` = UV_EOF), failed (`a` = errno) or missed the hello deadline (`a` = UV_ETIMEDOUT) before it was connected; the connection is closed. */
+  /** The client ended (`a` = UV_EOF), failed (`a` = errno) or missed the hello deadline (`b` = 1) before it was connected; the connection is closed. */
   CLIENT_END: 2,
   /** One connect attempt failed (`a` = errno; UV_ETIMEDOUT for the connect deadline); call connect() again or destroy(). */
   CONNECT_FAILED: 3,
