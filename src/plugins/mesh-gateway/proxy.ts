@@ -7,13 +7,17 @@
  *
  * Three interchangeable data planes move the bytes (routing, refusals, counters and closing rules
  * are shared, and every end-to-end test runs on each):
- * - **`native`** (the default where built): a small C engine (`native/relay.c`, a Node-API addon
- *   built by `scripts/build-native.sh`) owns the sockets on Node's own event loop — accept, the
- *   client's first bytes, hello and connect deadlines, connect, relaying with the same buffers,
- *   backpressure and half-close as `handles` — and calls JavaScript twice per connection: with
- *   the client's bytes until the ClientHello is complete (this module parses and routes it and
- *   tells the engine where to connect, or refuses) and when the pair has closed. About a quarter
- *   less CPU per connection than `handles` (1.2–1.3× nginx's instead of 1.5–1.8×).
+ * - **`native`** (the default where built, Linux): a small C engine (`native/relay.c`, a
+ *   Node-API addon built by `scripts/build-native.sh`) with a thread and an edge-triggered epoll
+ *   loop of its own owns the sockets — accept, the client's first bytes, hello and connect
+ *   deadlines, connect, relaying with the same buffers, backpressure and half-close as `handles`.
+ *   It parses each ClientHello itself (`native/fastpath.h`) and routes the server names that
+ *   {@link SniProxy.update} pushed to it as fast routes (`native/fast-routes.ts`: chains whose
+ *   cluster has IP endpoints only), round robin or random and with failover, without calling
+ *   JavaScript at all; its counters are merged into {@link SniProxy.stats}. Every other
+ *   connection is handed to this module with the bytes read so far and decided here exactly as
+ *   on the other planes, as are fast ones it cannot finish (no endpoint accepted: refused here as
+ *   `upstream-failed`; the client left before its upstream was connected: `client-closed`).
  * - **`handles`** (the default without the addon): drives libuv TCP handles directly
  *   (`tcp-handles.ts`), reading into fixed per-connection buffers (16 KiB, grown to 64 KiB for a
  *   direction that fills its buffer) and writing straight to the other handle; a write that does
@@ -37,6 +41,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import type { Logger } from '../../core/logger.js';
 import { ClientHelloReader, DEFAULT_MAX_CLIENT_HELLO_BYTES } from './client-hello.js';
@@ -52,6 +57,7 @@ import {
   type RouteEndpoint,
   type RoutingTable,
 } from './routing.js';
+import { encodeFastRoutes } from './native/fast-routes.js';
 import { loadNativeRelay, RelayEvent, type NativeRelay } from './native/relay.js';
 import { loadTcpHandles, UV_EOF, type TcpConnectReq, type TcpHandle, type TcpHandleApi, type SockAddr, type TcpWriteReq } from './tcp-handles.js';
 
@@ -773,6 +779,7 @@ class NativeConn extends BaseConn {
       internal.attemptFailed(this);
       return;
     }
+    if (err === UV_ECANCELED) return; // the client is gone: its CLIENT_END event is on the way
     if (err < 0) {
       internal.debug('mesh gateway connect failed', { host, port, error: getSystemErrorName(err) });
       internal.attemptFailed(this);
@@ -816,6 +823,9 @@ class NativeConn extends BaseConn {
 }
 
 // ---- the proxy -------------------------------------------------------------------------------
+
+/** libuv's ECANCELED: the native engine's answer for a connection that has closed meanwhile. */
+const UV_ECANCELED = -osConstants.errno.ECANCELED;
 
 function connectFrom(sourceAddress: string | undefined): ConnectFn {
   return (options) => net.connect({ host: options.host, port: options.port, allowHalfOpen: true, noDelay: true, ...(sourceAddress !== undefined ? { localAddress: sourceAddress } : {}) });
@@ -886,6 +896,9 @@ export class SniProxy {
   /** The native engine (`native` plane) and its connections by id. */
   readonly #relay: NativeRelay | undefined;
   readonly #native = new Map<number, NativeConn>();
+  /** The native engine's per-cluster stats slots, by cluster name and by slot. */
+  readonly #slots = new Map<string, number>();
+  readonly #slotNames: string[] = [];
   /** Why `auto` did not take the native plane (for the start log), if it did not. */
   #nativeMissing: string | undefined;
   #sweep: NodeJS.Timeout | undefined;
@@ -925,7 +938,10 @@ export class SniProxy {
     if ((plane === 'handles' || plane === 'native') && options.connect) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: a custom connect function needs dataPlane "streams" (or "auto")');
     if ((plane === 'auto' || plane === 'native') && !options.connect) {
       const { relay: Relay, why } = loadNativeRelay();
-      if (Relay) this.#relay = new Relay((kind, id, a, b, data) => this.#onRelayEvent(kind, id, a, b, data), this.#helloTimeoutMs, this.#maxHelloBytes + 64 * 1024);
+      if (Relay) {
+        const onEvent = (kind: number, id: number, a: number, b: number, data: Buffer | undefined): void => this.#onRelayEvent(kind, id, a, b, data);
+        this.#relay = new Relay(onEvent, this.#helloTimeoutMs, this.#maxHelloBytes + 64 * 1024, this.#maxHelloBytes, this.#random, this.#sourceAddress);
+      }
       else this.#nativeMissing = why;
       if (!Relay && plane === 'native') throw meshGatewayError(MeshGatewayErrorCode.STATE, `SniProxy: dataPlane "native" is not available: ${why}; use "auto" or "handles"`);
     }
@@ -953,9 +969,13 @@ export class SniProxy {
       this.#logger?.error('mesh gateway listener error', { error: `accept ${getSystemErrorName(a)}` });
       return;
     }
+    if (kind === RelayEvent.IDLE) {
+      this.#maybeDrained();
+      return;
+    }
     let c = this.#native.get(id);
     if (!c) {
-      if (kind !== RelayEvent.DATA && kind !== RelayEvent.CLIENT_END) return;
+      if (kind !== RelayEvent.DATA && kind !== RelayEvent.CLIENT_END && kind !== RelayEvent.FAST_FAILED) return;
       c = new NativeConn(this, relay, id, this.#maxHelloBytes);
       this.#native.set(id, c);
       this.#total++;
@@ -982,7 +1002,35 @@ export class SniProxy {
         if (c.phase === 'connect') this.#onSpliced(c);
         c.ended(a, b);
         return;
+      case RelayEvent.CLIENT_EOF:
+        // the end came after bytes this side has judged: refused only if they were not a whole hello
+        if (c.phase === 'peek') this.#refuse(c, 'client-closed', 'end of stream before a complete ClientHello');
+        return;
+      case RelayEvent.FAST_FAILED: {
+        // routed by the engine, every endpoint refused: refused here, with the server name for the log
+        if (data) {
+          const v = new ClientHelloReader({ maxHelloBytes: this.#maxHelloBytes }).push(data);
+          if (v.kind === 'hello') c.sni = v.hello.serverName ?? '';
+        }
+        c.phase = 'route';
+        c.reader = undefined;
+        const name = this.#slotNames[b] ?? '?';
+        this.#logger?.debug('mesh gateway connect failed', { error: getSystemErrorName(a), sni: c.sni });
+        this.#refuse(c, 'upstream-failed', `no endpoint of cluster ${name} accepted the connection`);
+        return;
+      }
     }
+  }
+
+  /** The native engine's stats slot of a cluster (stable for the proxy's life: its counters live there). */
+  #slotFor(cluster: string): number {
+    let slot = this.#slots.get(cluster);
+    if (slot === undefined) {
+      slot = this.#slotNames.length;
+      this.#slots.set(cluster, slot);
+      this.#slotNames.push(cluster);
+    }
+    return slot;
   }
 
   /**
@@ -1005,6 +1053,16 @@ export class SniProxy {
     // applies from the next time the sweep starts (it stops whenever nothing is watched)
     this.#sweepMs = sweepInterval(this.#helloTimeoutMs, shortest);
     this.#rr = rr;
+    const relay = this.#relay;
+    if (relay) {
+      try {
+        relay.setRoutes(encodeFastRoutes(table, (name) => this.#slotFor(name)));
+      } catch (err) {
+        // every connection is then decided here, as on the other planes
+        this.#logger?.warn('mesh gateway: the native engine refused its fast routes; routing every connection in JavaScript', { error: err instanceof Error ? err.message : String(err) });
+        relay.setRoutes(encodeFastRoutes(emptyRoutingTable(), (name) => this.#slotFor(name)));
+      }
+    }
     this.#logger?.debug('mesh gateway routes updated', {
       listener: table.listener,
       exact: table.exact.size,
@@ -1170,16 +1228,36 @@ export class SniProxy {
   /** Counters; byte counts include connections still open. */
   stats(): SniProxyStats {
     const relay = this.#relay;
-    let unreported = 0;
-    if (relay) {
-      // The engine does not call back when a pair connects: count the ones that have.
-      for (const c of this.#native.values()) if (c.phase === 'connect' && relay.connected(c.id)) this.#onSpliced(c);
-      unreported = relay.unreported;
-    }
+    let open = 0;
+    let done = 0;
+    let spliced = this.#spliced;
     let up = this.#bytesUp;
     let down = this.#bytesDown;
     const clusters: Record<string, ClusterStats> = {};
     for (const [name, s] of this.#clusterStats) clusters[name] = { ...s };
+    if (relay) {
+      // The engine does not call back when a pair connects: count the ones that have.
+      for (const c of this.#native.values()) if (c.phase === 'connect' && relay.connected(c.id)) this.#onSpliced(c);
+      spliced = this.#spliced;
+      // Connections the engine routed by itself (this side never heard of them).
+      const e = relay.engineStats();
+      open = e[0] ?? 0;
+      done = e[1] ?? 0;
+      spliced += e[2] ?? 0;
+      up += e[3] ?? 0;
+      down += e[4] ?? 0;
+      for (let slot = 0; 5 + 5 * slot < e.length; slot++) {
+        const name = this.#slotNames[slot];
+        const at = 5 + 5 * slot;
+        if (name === undefined || (e[at] ?? 0) + (e[at + 2] ?? 0) === 0) continue;
+        const cs = (clusters[name] ??= newClusterStats());
+        cs.connections += e[at] ?? 0;
+        cs.active += e[at + 1] ?? 0;
+        cs.connectFailures += e[at + 2] ?? 0;
+        cs.bytesUp += e[at + 3] ?? 0;
+        cs.bytesDown += e[at + 4] ?? 0;
+      }
+    }
     for (const c of this.#conns) {
       if (c.phase !== 'splice') continue;
       const [u, d] = c.bytes();
@@ -1191,7 +1269,7 @@ export class SniProxy {
         cs.bytesDown += d;
       }
     }
-    return { active: this.#conns.size + unreported, total: this.#total + unreported, spliced: this.#spliced, refused: { ...this.#refused }, bytesUp: up, bytesDown: down, clusters };
+    return { active: this.#conns.size + open, total: this.#total + open + done, spliced, refused: { ...this.#refused }, bytesUp: up, bytesDown: down, clusters };
   }
 
   /**

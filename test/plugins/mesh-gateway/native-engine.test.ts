@@ -1,0 +1,186 @@
+/**
+ * The native engine's own behaviour (native/relay.c): what it routes by itself (the fast path)
+ * against what it hands to JavaScript, ends of stream that race the hand-over, refusals of fast
+ * connections, counters, and its thread's lifetime. The behaviour shared with the other data
+ * planes is tested on every plane in proxy.test.ts and lifecycle.test.ts.
+ * MESHFED_NO_NATIVE=1 (no C compiler) skips this file.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { SniProxy } from '../../../src/plugins/mesh-gateway/proxy.js';
+import type { MeshGatewayResources } from '../../../src/plugins/mesh-gateway/routing.js';
+import { createMemoryLogger } from '../../../src/testing/memory-logger.js';
+import { waitFor } from '../../../src/testing/wait.js';
+import { captureClientHello, closedPort, edsCluster, listener, loadAssignment, tcpChain } from './helpers.js';
+
+const SKIP = process.env['MESHFED_NO_NATIVE'] === '1';
+
+/** Threads of this process. */
+function threads(): number {
+  return readdirSync('/proc/self/task').length;
+}
+
+/**
+ * An upstream that reads everything after the ClientHello until the client's end of stream, then
+ * answers `<label>:<what it read>` and ends.
+ */
+function startUpstream(label: string, helloLength: number): Promise<{ server: net.Server; port: number; accepted: () => number }> {
+  let accepted = 0;
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted++;
+    s.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => s.end(`${label}:${Buffer.concat(chunks).subarray(helloLength).toString()}`));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port, accepted: () => accepted })));
+}
+
+/** Send `bytes` and the end of stream in one go; what comes back before the proxy or upstream closes. */
+function sendAndEnd(port: number, bytes: Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let got = '';
+    c.on('error', () => undefined);
+    c.on('data', (d: Buffer) => (got += d.toString()));
+    c.on('close', () => resolve(got));
+    c.end(bytes);
+  });
+}
+
+/** Resources: `fast.test` → an IP endpoint (the engine routes it); `slow.test` → a LOGICAL_DNS hostname (JavaScript routes it). */
+function resources(fastPort: number, slowPort: number): MeshGatewayResources {
+  return {
+    listeners: [listener([tcpChain(['fast.test'], 'fast'), tcpChain(['slow.test'], 'slow'), tcpChain(['*.test'], 'fast')])],
+    clusters: [
+      edsCluster('fast'),
+      { name: 'slow', type: 'LOGICAL_DNS', connect_timeout: { seconds: 5 }, dns_lookup_family: 'V4_ONLY', load_assignment: loadAssignment('slow', [{ host: 'slow.upstream.example', port: slowPort }]) },
+    ],
+    endpoints: [loadAssignment('fast', [{ port: fastPort }])],
+  };
+}
+
+describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => {
+  let fastHello: Buffer;
+  let slowHello: Buffer;
+  let fast: Awaited<ReturnType<typeof startUpstream>>;
+  let slow: Awaited<ReturnType<typeof startUpstream>>;
+  const lookups: string[] = [];
+  let proxy: SniProxy;
+
+  before(async () => {
+    fastHello = await captureClientHello({ servername: 'fast.test' });
+    slowHello = await captureClientHello({ servername: 'slow.test' });
+    assert.equal(fastHello.length, slowHello.length, 'both names have the same length, so one upstream can cut the hello');
+    fast = await startUpstream('fast', fastHello.length);
+    slow = await startUpstream('slow', slowHello.length);
+    proxy = new SniProxy({
+      dataPlane: 'native',
+      lookup: async (name) => {
+        lookups.push(name);
+        return ['127.0.0.1'];
+      },
+    });
+    proxy.update(resources(fast.port, slow.port));
+    await proxy.listen('127.0.0.1', 0);
+  });
+  after(async () => {
+    await proxy.close();
+    await new Promise<void>((resolve) => fast.server.close(() => resolve()));
+    await new Promise<void>((resolve) => slow.server.close(() => resolve()));
+  });
+
+  test('a hello, data and the end of stream sent at once are served on both paths (the end is passed on)', async () => {
+    const before = proxy.stats();
+    assert.equal(await sendAndEnd(proxy.address.port, Buffer.concat([fastHello, Buffer.from('abc')])), 'fast:abc');
+    assert.equal(await sendAndEnd(proxy.address.port, Buffer.concat([slowHello, Buffer.from('xyz')])), 'slow:xyz');
+    assert.deepEqual(lookups, ['slow.upstream.example'], 'only the hostname cluster went through JavaScript');
+    await waitFor(() => proxy.stats().active === 0);
+    const s = proxy.stats();
+    assert.equal(s.total - before.total, 2);
+    assert.equal(s.spliced - before.spliced, 2);
+    assert.equal(s.bytesUp - before.bytesUp, 2 * fastHello.length + 6);
+    assert.equal(s.bytesDown - before.bytesDown, 'fast:abc'.length + 'slow:xyz'.length);
+    assert.equal((s.clusters['fast']?.connections ?? 0) - (before.clusters['fast']?.connections ?? 0), 1, 'the engine-routed connection is in its cluster counters');
+    assert.equal((s.clusters['fast']?.bytesDown ?? 0) - (before.clusters['fast']?.bytesDown ?? 0), 'fast:abc'.length);
+  });
+
+  test('a partial hello followed by the end of stream is refused client-closed', async () => {
+    const before = proxy.stats().refused['client-closed'] ?? 0;
+    assert.equal(await sendAndEnd(proxy.address.port, fastHello.subarray(0, 40)), '');
+    await waitFor(() => (proxy.stats().refused['client-closed'] ?? 0) === before + 1);
+    await waitFor(() => proxy.stats().active === 0);
+  });
+
+  test('an exact chain the engine leaves to JavaScript is not taken over by a wildcard that also matches', async () => {
+    const n = lookups.length;
+    assert.equal(await sendAndEnd(proxy.address.port, Buffer.concat([slowHello, Buffer.from('1')])), 'slow:1');
+    assert.equal(lookups.length, n + 1);
+    const other = await captureClientHello({ servername: 'abcd.test' });
+    assert.equal(other.length, fastHello.length);
+    assert.equal(await sendAndEnd(proxy.address.port, Buffer.concat([other, Buffer.from('2')])), 'fast:2', 'the wildcard goes to the fast cluster');
+  });
+
+  test('every endpoint of an engine-routed cluster failing: refused upstream-failed, logged with the server name and cluster', async () => {
+    const log = createMemoryLogger('debug');
+    const dead = [await closedPort(), await closedPort()];
+    const p = new SniProxy({ dataPlane: 'native', logger: log });
+    p.update({ listeners: [listener([tcpChain(['fast.test'], 'dead')])], clusters: [edsCluster('dead')], endpoints: [loadAssignment('dead', dead.map((port) => ({ port })))] });
+    await p.listen('127.0.0.1', 0);
+    try {
+      assert.equal(await sendAndEnd(p.address.port, fastHello), '');
+      await waitFor(() => p.stats().refused['upstream-failed'] === 1);
+      const entry = log.entries.find((e) => e.msg === 'mesh gateway refused a connection');
+      assert.equal(entry?.fields?.['reason'], 'upstream-failed');
+      assert.equal(entry?.fields?.['sni'], 'fast.test');
+      assert.match(String(entry?.fields?.['detail']), /no endpoint of cluster dead accepted/);
+      assert.equal(p.stats().clusters['dead']?.connectFailures, 2, 'both attempts counted');
+      assert.equal(p.stats().active, 0);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('routes replaced while connections are in flight: later connections follow the new table', async () => {
+    const p = new SniProxy({ dataPlane: 'native' });
+    p.update({ listeners: [listener([tcpChain(['fast.test'], 'a')])], clusters: [edsCluster('a')], endpoints: [loadAssignment('a', [{ port: fast.port }])] });
+    await p.listen('127.0.0.1', 0);
+    try {
+      const held = net.connect({ host: '127.0.0.1', port: p.address.port, allowHalfOpen: true });
+      held.on('error', () => undefined);
+      const heldReply = new Promise<string>((resolve) => {
+        let got = '';
+        held.on('data', (d: Buffer) => (got += d.toString()));
+        held.on('close', () => resolve(got));
+      });
+      held.write(Buffer.concat([fastHello, Buffer.from('old')]));
+      await waitFor(() => p.stats().spliced === 1);
+      p.update({ listeners: [listener([tcpChain(['fast.test'], 'b')])], clusters: [edsCluster('b')], endpoints: [loadAssignment('b', [{ port: slow.port }])] });
+      assert.equal(await sendAndEnd(p.address.port, Buffer.concat([fastHello, Buffer.from('new')])), 'slow:new');
+      held.end();
+      assert.equal(await heldReply, 'fast:old', 'the open connection kept its upstream');
+      const s = p.stats();
+      assert.equal(s.clusters['a']?.connections, 1);
+      assert.equal(s.clusters['b']?.connections, 1);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('each listening proxy runs one engine thread, gone once it is closed', async () => {
+    await stat('/'); // libuv's thread pool starts on first use: not during the count
+    const base = threads();
+    const proxies = Array.from({ length: 4 }, () => new SniProxy({ dataPlane: 'native' }));
+    for (const p of proxies) {
+      p.update(resources(fast.port, slow.port));
+      await p.listen('127.0.0.1', 0);
+    }
+    assert.equal(threads(), base + 4);
+    for (const p of proxies) assert.equal(await sendAndEnd(p.address.port, Buffer.concat([fastHello, Buffer.from('t')])), 'fast:t');
+    await Promise.all(proxies.map((p) => p.close()));
+    await waitFor(() => threads() === base, { message: `threads back to ${base} (now ${threads()})` });
+  });
+});
