@@ -276,7 +276,9 @@ for (const dataPlane of DATA_PLANES) {
       });
       c.write(hello);
       for (let off = 0; off < payload.length; off += 100_000) {
-        if (!c.write(payload.subarray(off, off + 100_000))) await new Promise<void>((resolve) => c.once('drain', resolve));
+        // a connection the proxy closes early must fail the test (hashes differ), not leave it waiting for 'drain'
+        if (!c.write(payload.subarray(off, off + 100_000))) await Promise.race([new Promise<void>((resolve) => c.once('drain', resolve)), done]);
+        if (c.destroyed) break;
       }
       c.end();
       await done;

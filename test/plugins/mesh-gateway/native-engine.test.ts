@@ -108,6 +108,17 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
     assert.equal((s.clusters['fast']?.bytesDown ?? 0) - (before.clusters['fast']?.bytesDown ?? 0), 'fast:abc'.length);
   });
 
+  test('a hello with 256 KiB right behind it, sent at once, is served on both paths (nothing refused while the route is decided)', async () => {
+    const bulk = Buffer.alloc(256 * 1024, 'a');
+    const refusedBefore = Object.values(proxy.stats().refused).reduce((x, y) => x + (y ?? 0), 0);
+    for (const [label, hello] of [['fast', fastHello], ['slow', slowHello]] as const) {
+      const reply = await sendAndEnd(proxy.address.port, Buffer.concat([hello, bulk]));
+      assert.equal(reply.length, label.length + 1 + bulk.length, `${label}: everything arrived`);
+      assert.ok(reply.startsWith(`${label}:aaaa`));
+    }
+    assert.equal(Object.values(proxy.stats().refused).reduce((x, y) => x + (y ?? 0), 0), refusedBefore);
+  });
+
   test('a partial hello followed by the end of stream is refused client-closed', async () => {
     const before = proxy.stats().refused['client-closed'] ?? 0;
     assert.equal(await sendAndEnd(proxy.address.port, fastHello.subarray(0, 40)), '');

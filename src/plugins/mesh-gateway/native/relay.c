@@ -127,6 +127,7 @@ struct conn_s {
   int reported;  /* JavaScript has heard of it (or destroyed it) */
   int handed;    /* handed to JavaScript: its reads are EV_DATA */
   int paused;    /* the hello is complete: later bytes are kept, not passed to JavaScript */
+  int judged;    /* handed over with a complete verdict: JavaScript needs no more bytes to decide */
   int fast;      /* routed by the engine */
   int spliced;   /* counted as spliced (fast) */
   uint32_t slot;   /* fast: the cluster's stats slot */
@@ -341,6 +342,10 @@ static conn_t *conn_get(relay_t *r, uint64_t id) {
 /* Queue an event (engine thread, lock held); `data` is copied. */
 static void push_event(relay_t *r, int kind, conn_t *c, double a, double b, const char *data, size_t len) {
   if (r->quiet) return;
+  if (c && !c->reported) {
+    c->reported = 1; /* counted as JavaScript's from now on, even if the event is lost to ENOMEM */
+    r->owned--;
+  }
   if (r->nq == r->q_cap) {
     uint32_t n = r->q_cap ? r->q_cap * 2 : 64;
     event_t *q = realloc(r->q, n * sizeof *q);
@@ -362,10 +367,6 @@ static void push_event(relay_t *r, int kind, conn_t *c, double a, double b, cons
     e->len = len;
   }
   r->nq++;
-  if (c && !c->reported) {
-    c->reported = 1;
-    r->owned--;
-  }
   uv_async_send(r->async);
 }
 
@@ -625,6 +626,9 @@ static void route_hello(relay_t *r, conn_t *c) {
   }
   const fp_cluster *cl = v == FP_HELLO && r->table ? fp_route(r->table->t, sni, sni_len) : NULL;
   if (!cl) {
+    /* JavaScript's parser reaches the same verdict (fastpath.h mirrors it): later bytes are kept
+     * for the upstream, not passed on, while it decides (events are not synchronous) */
+    c->judged = 1;
     hand_over(r, c);
     return;
   }
@@ -650,7 +654,7 @@ static void peek_read(relay_t *r, conn_t *c, int ended) {
   if (s->eof) return;
   for (;;) {
     if (c->kept_len >= r->max_peek) {
-      if (!c->paused) {
+      if (!c->paused && !c->judged) {
         conn_close(r, c, EV_CLIENT_END, -E2BIG, 0);
         return;
       }
@@ -675,7 +679,7 @@ static void peek_read(relay_t *r, conn_t *c, int ended) {
       c->kept_len += got;
       s->bytes += got;
       if (c->handed) {
-        if (!c->paused) push_event(r, EV_DATA, c, 0, 0, c->kept + at, got);
+        if (!c->paused && !c->judged) push_event(r, EV_DATA, c, 0, 0, c->kept + at, got);
       } else if (c->state == PEEK && !c->fast) {
         /* judge the hello as soon as it can be complete: a client that sends its first data right
          * behind it must not fill the buffer first */
