@@ -119,6 +119,35 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
     assert.equal(Object.values(proxy.stats().refused).reduce((x, y) => x + (y ?? 0), 0), refusedBefore);
   });
 
+  test('routing that waits until the client has sent its hello, 100 KiB and its end: all of it, end included, reaches the upstream', async () => {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const p = new SniProxy({
+      dataPlane: 'native',
+      lookup: async () => {
+        await gate;
+        return ['127.0.0.1'];
+      },
+    });
+    p.update(resources(fast.port, slow.port));
+    await p.listen('127.0.0.1', 0);
+    try {
+      const bulk = Buffer.alloc(100 * 1024, 'b'); // hello + this: more than the engine keeps (80 KiB), less than a socket buffer
+      const c = net.connect({ host: '127.0.0.1', port: p.address.port, allowHalfOpen: true });
+      let reply = '';
+      let closed = false;
+      c.on('error', () => undefined);
+      c.on('data', (d: Buffer) => (reply += d.toString()));
+      c.on('close', () => (closed = true));
+      c.end(Buffer.concat([slowHello, bulk]), () => open()); // everything handed to the kernel, then route
+      await waitFor(() => closed, { message: 'the upstream saw the end of stream and answered', timeoutMs: 10_000 });
+      assert.equal(reply.length, 'slow:'.length + bulk.length);
+    } finally {
+      open();
+      await p.close();
+    }
+  });
+
   test('a partial hello followed by the end of stream is refused client-closed', async () => {
     const before = proxy.stats().refused['client-closed'] ?? 0;
     assert.equal(await sendAndEnd(proxy.address.port, fastHello.subarray(0, 40)), '');

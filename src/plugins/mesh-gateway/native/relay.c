@@ -569,7 +569,8 @@ static void attempt_failed(relay_t *r, conn_t *c, int err) {
   }
 }
 
-static void connected(relay_t *r, conn_t *c) {
+/* The upstream connected (`in_up`: it is readable too, as for relay_run). */
+static void connected(relay_t *r, conn_t *c, int in_up) {
   timer_stop(r, c);
   c->state = RELAY;
   if (c->fast) {
@@ -592,9 +593,10 @@ static void connected(relay_t *r, conn_t *c) {
     c->kept = NULL;
     c->kept_len = c->kept_cap = 0;
   }
-  /* the client may have more to read (a full kept buffer stopped reading it), the upstream may
-   * have spoken already */
-  relay_run(r, c, 1, 0, 1, 0);
+  /* the upstream is writable: the kept bytes go first, then the client is read on if a full kept
+   * buffer stopped its reading (client.unread); the upstream's own first bytes, if any came with
+   * this event */
+  relay_run(r, c, 0, 0, in_up, 1);
 }
 
 /* ---- before the upstream: the hello --------------------------------------------------------- */
@@ -652,13 +654,15 @@ static void route_hello(relay_t *r, conn_t *c) {
 static void peek_read(relay_t *r, conn_t *c, int ended) {
   side_t *s = &c->client;
   if (s->eof) return;
+  s->unread = 0;
   for (;;) {
     if (c->kept_len >= r->max_peek) {
       if (!c->paused && !c->judged) {
         conn_close(r, c, EV_CLIENT_END, -E2BIG, 0);
         return;
       }
-      return; /* routed: the rest is read once connected */
+      s->unread = 1; /* routed: the rest (and its end) is read once connected */
+      return;
     }
     if (c->kept_len == c->kept_cap) {
       size_t cap = c->kept_cap ? c->kept_cap * 2 : 2048;
@@ -799,7 +803,7 @@ static void on_epoll_event(relay_t *r, const struct epoll_event *ev) {
         socklen_t len = sizeof err;
         if (getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
         if (err) attempt_failed(r, c, -err);
-        else if (out) connected(r, c);
+        else if (out) connected(r, c, in);
       }
       return;
     case RELAY:
