@@ -10,7 +10,8 @@
  * `LISTEN <port>`; a `stats` line on stdin prints `STATS <json>`, `mem` prints
  * `MEM <process.memoryUsage() json>`; SIGTERM exits (so that
  * `--cpu-prof` writes its profile). MESHFED_BENCH_DATA_PLANE=native|handles|streams picks the data plane
- * (default: the proxy's own choice).
+ * (default: the proxy's own choice); MESHFED_BENCH_NATIVE_ROUTING=0 makes the native engine hand every
+ * connection to TypeScript (`nativeRouting: false`), to measure that path.
  */
 import { SniProxy } from '../src/plugins/mesh-gateway/proxy.js';
 import type { MeshGatewayResources } from '../src/plugins/mesh-gateway/routing.js';
@@ -53,7 +54,10 @@ async function main(): Promise<void> {
   const [, , portArg, serverName] = process.argv;
   if (!portArg || !serverName) throw new Error('usage: gateway-child.js <upstreamPort> <serverName>');
   const plane = process.env['MESHFED_BENCH_DATA_PLANE'];
-  const proxy = new SniProxy(plane === 'native' || plane === 'handles' || plane === 'streams' ? { dataPlane: plane } : {});
+  const proxy = new SniProxy({
+    ...(plane === 'native' || plane === 'handles' || plane === 'streams' ? { dataPlane: plane } : {}),
+    ...(process.env['MESHFED_BENCH_NATIVE_ROUTING'] === '0' ? { nativeRouting: false } : {}),
+  });
   process.stderr.write(`gateway child: ${proxy.dataPlane} data plane\n`);
   proxy.update(benchResources(Number(portArg), serverName));
   await proxy.listen('127.0.0.1', 0);

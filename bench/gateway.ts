@@ -46,6 +46,9 @@ const SNI = 'bench.gateway.test';
 const CHUNK = 64 * 1024;
 const MiB = 1024 * 1024;
 /*
+ * MESHFED_BENCH_NATIVE_ROUTING=0 (read by the gateway child) makes the native engine hand every connection to
+ * TypeScript instead of routing it itself.
+ *
  * MESHFED_BENCH_NGINX_HALF_CLOSE=1 adds `proxy_half_close on` (nginx ≥ 1.21.4) to nginx's server:
  * nginx then passes an end of stream on as meshfed's gateway always does, instead of closing both
  * sides (a diagnostic; the targets compare against nginx's defaults).

@@ -124,6 +124,12 @@ export interface SniProxyOptions {
    * `streams`; always `streams` with a custom {@link connect}.
    */
   readonly dataPlane?: DataPlane | 'auto';
+  /**
+   * `native` plane only: let the engine route by itself the server names whose cluster has IP
+   * endpoints (default `true`). `false` hands every connection to TypeScript, as the other planes
+   * route — slower per connection, for diagnosis or comparison.
+   */
+  readonly nativeRouting?: boolean;
 }
 
 /** The data planes of {@link SniProxy} (see the module notes). */
@@ -882,6 +888,7 @@ export class SniProxy {
   readonly #backlog: number;
   readonly #handles: TcpHandleApi | undefined;
   readonly #sourceAddress: string | undefined;
+  readonly #nativeRouting: boolean;
   #table: RoutingTable = emptyRoutingTable();
   #rr = new Map<string, number>();
   #server: net.Server | undefined;
@@ -926,6 +933,7 @@ export class SniProxy {
     }
     if (options.sourceAddress !== undefined && options.connect) throw meshGatewayError(MeshGatewayErrorCode.STATE, 'SniProxy: give either connect or sourceAddress (a custom connect chooses its own source)');
     this.#sourceAddress = options.sourceAddress;
+    this.#nativeRouting = options.nativeRouting ?? true;
     this.#connect = options.connect ?? connectFrom(options.sourceAddress);
     this.#lookup = options.lookup ?? defaultLookup;
     this.#floodThreshold = options.floodThreshold ?? 100;
@@ -1056,7 +1064,7 @@ export class SniProxy {
     const relay = this.#relay;
     if (relay) {
       try {
-        relay.setRoutes(encodeFastRoutes(table, (name) => this.#slotFor(name)));
+        relay.setRoutes(encodeFastRoutes(this.#nativeRouting ? table : emptyRoutingTable(), (name) => this.#slotFor(name)));
       } catch (err) {
         // every connection is then decided here, as on the other planes
         this.#logger?.warn('mesh gateway: the native engine refused its fast routes; routing every connection in JavaScript', { error: err instanceof Error ? err.message : String(err) });

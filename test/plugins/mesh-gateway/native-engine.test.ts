@@ -210,6 +210,22 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
     }
   });
 
+  test('nativeRouting: false hands every connection to TypeScript, which routes it the same way', async () => {
+    const p = new SniProxy({ dataPlane: 'native', nativeRouting: false });
+    p.update(resources(fast.port, slow.port));
+    await p.listen('127.0.0.1', 0);
+    try {
+      assert.equal(await sendAndEnd(p.address.port, Buffer.concat([fastHello, Buffer.from('js')])), 'fast:js');
+      await waitFor(() => p.stats().active === 0);
+      const s = p.stats();
+      assert.equal(s.total, 1);
+      assert.equal(s.clusters['fast']?.connections, 1);
+      assert.equal(s.bytesUp, fastHello.length + 2);
+    } finally {
+      await p.close();
+    }
+  });
+
   test('each listening proxy runs one engine thread, gone once it is closed', async () => {
     await stat('/'); // libuv's thread pool starts on first use: not during the count
     const base = threads();
