@@ -2,8 +2,9 @@
  * meshfed mesh gateway: the native connection engine of the `native` data plane (an optional
  * Node-API addon; relay.ts loads it, scripts/build-native.sh builds it). Linux only (epoll).
  *
- * Division of labour. The engine runs its own thread with its own edge-triggered epoll loop (each
- * socket is registered once, for reading and writing, and never re-armed) and owns the sockets:
+ * Division of labour. The engine runs its own thread with its own epoll loop (each connection's
+ * sockets registered once, edge-triggered, for reading and writing, and never re-armed; the
+ * listener level-triggered, one accept per event) and owns the sockets:
  * it accepts, reads each client's first bytes, runs the hello and connect deadlines, connects and
  * moves bytes. TypeScript (proxy.ts) stays the authority for everything else. The engine parses
  * the ClientHello itself (fastpath.h) and, when the routes TypeScript pushed (setRoutes) send the
@@ -183,7 +184,8 @@ struct relay_s {
   int quiet; /* stopping: no more events */
   int ep, wake;
   int lfd; /* listener, -1 when not listening */
-  int accept_blocked;
+  int accept_blocked; /* accepting failed (EMFILE…): the listener is out of the epoll set until a connection closes */
+  int in_batch;       /* the engine thread is handling events: it recomputes its wait itself */
   int64_t wait_until;
   conn_t **slots;
   uint32_t *gens;
@@ -294,7 +296,7 @@ static int timer_start(relay_t *r, conn_t *c, int64_t ms) {
   r->heap[r->nheap] = c;
   c->heap_at = ++r->nheap;
   heap_up(r, r->nheap - 1);
-  if (c->deadline < r->wait_until) wake_engine(r); /* the engine sleeps longer than this */
+  if (!r->in_batch && c->deadline < r->wait_until) wake_engine(r); /* the engine sleeps longer than this */
   return 0;
 }
 
@@ -379,7 +381,6 @@ static void side_free(side_t *s) {
   s->buf = NULL;
 }
 
-static void try_accept(relay_t *r);
 
 /* Close everything of a connection now; `kind` (EV_CLOSED or EV_CLIENT_END) is reported when
  * JavaScript knows it, or for EV_CLIENT_END always (the connection is then reported by it). */
@@ -413,7 +414,11 @@ static void conn_close(relay_t *r, conn_t *c, int kind, int err, int deadline) {
   free(c);
   r->live--;
   if (r->lfd < 0 && (r->live == 0 || (was_owned && r->owned == 0))) push_event(r, EV_IDLE, NULL, 0, 0, NULL, 0);
-  if (r->accept_blocked) try_accept(r);
+  if (r->accept_blocked && r->lfd >= 0) {
+    /* a descriptor is free again: watch the listener again (epoll reports what is pending) */
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTENER};
+    if (epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &ev) == 0) r->accept_blocked = 0;
+  }
 }
 
 /* ---- relaying ------------------------------------------------------------------------------- */
@@ -752,21 +757,25 @@ static void accept_one(relay_t *r, int fd, const struct sockaddr_storage *addr, 
   peek_read(r, c, 0);
 }
 
+/* The listener is level-triggered: one connection per event (as nginx without multi_accept), so
+ * no accept4 call ends in EAGAIN; epoll reports the listener again while more are pending. */
 static void try_accept(relay_t *r) {
-  r->accept_blocked = 0;
-  while (r->lfd >= 0) {
+  while (r->lfd >= 0 && !r->accept_blocked) {
     struct sockaddr_storage addr;
     socklen_t alen = sizeof addr;
     int fd = accept4(r->lfd, (struct sockaddr *)&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       accept_one(r, fd, &addr, alen);
-      continue;
+      return;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EAGAIN) return;
-    /* EMFILE and the like: nothing accepted; retried when a connection closes (JavaScript logs it) */
+    /* EMFILE and the like: nothing accepted. A level-triggered listener would be reported again at
+     * once: it leaves the epoll set until a connection closes (JavaScript logs the error) */
+    int err = errno;
+    epoll_ctl(r->ep, EPOLL_CTL_DEL, r->lfd, NULL);
     r->accept_blocked = 1;
-    push_event(r, EV_ACCEPT_ERROR, NULL, -errno, 0, NULL, 0);
+    push_event(r, EV_ACCEPT_ERROR, NULL, -err, 0, NULL, 0);
     return;
   }
 }
@@ -839,8 +848,10 @@ static void *engine_main(void *arg) {
     int n = epoll_wait(r->ep, evs, 128, timeout);
     pthread_mutex_lock(&r->mu);
     if (r->stop) break;
+    r->in_batch = 1;
     for (int i = 0; i < n; i++) on_epoll_event(r, &evs[i]);
     if (r->nheap > 0) run_timers(r);
+    r->in_batch = 0;
   }
   pthread_mutex_unlock(&r->mu);
   return NULL;
@@ -1189,7 +1200,7 @@ static napi_value relay_listen(napi_env env, napi_callback_info info) {
     return int_value(env, err);
   }
   pthread_mutex_lock(&r->mu);
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = TAG_LISTENER};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTENER}; /* level-triggered: see try_accept */
   if (epoll_ctl(r->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
     err = -errno;
     close(fd);
