@@ -6,10 +6,13 @@
  * MESHFED_NO_NATIVE=1 (no C compiler) skips this file.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import net from 'node:net';
+import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { SniProxy } from '../../../src/plugins/mesh-gateway/proxy.js';
 import type { MeshGatewayResources } from '../../../src/plugins/mesh-gateway/routing.js';
 import { createMemoryLogger } from '../../../src/testing/memory-logger.js';
@@ -223,6 +226,58 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
       assert.equal(s.bytesUp, fastHello.length + 2);
     } finally {
       await p.close();
+    }
+  });
+
+  test('out of descriptors (EMFILE): the error is logged once, accepting pauses without spinning and resumes when connections close', async () => {
+    // A gateway child limited to 64 descriptors; 60 clients that send nothing hold one descriptor
+    // each in it (their hello deadline is a minute), so the last ones wait in the listen queue.
+    const proxyModule = fileURLToPath(new URL('../../../src/plugins/mesh-gateway/proxy.js', import.meta.url));
+    const script = `
+      const { SniProxy } = await import(${JSON.stringify(proxyModule)});
+      let errors = 0;
+      const logger = { isLevelEnabled: () => false, child() { return logger; }, trace() {}, debug() {}, info() {}, warn() {},
+        error(msg) { if (msg === 'mesh gateway listener error') errors++; } };
+      const p = new SniProxy({ dataPlane: 'native', logger, helloTimeoutMs: 60000 });
+      p.update(JSON.parse(process.argv[1]));
+      await p.listen('127.0.0.1', 0);
+      process.stdout.write('LISTEN ' + p.address.port + '\\n');
+      process.stdin.on('data', () => process.stdout.write('STATS ' + errors + ' ' + p.stats().total + '\\n'));
+    `;
+    const child = spawn('prlimit', ['--nofile=64:64', process.execPath, '--input-type=module', '-e', script, JSON.stringify(resources(fast.port, slow.port))], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout });
+    const waiters: Array<(line: string) => void> = [];
+    lines.on('line', (l) => waiters.shift()?.(l));
+    const next = (): Promise<string> => new Promise((resolve) => waiters.push(resolve));
+    const held: net.Socket[] = [];
+    const late: net.Socket[] = [];
+    try {
+      const port = Number((await next()).split(' ')[1]);
+      const stats = async (): Promise<{ errors: number; total: number }> => {
+        const line = next();
+        child.stdin.write('\n');
+        const [, e, t] = (await line).split(' ');
+        return { errors: Number(e), total: Number(t) };
+      };
+      const open = (into: net.Socket[]): void => {
+        const c = net.connect({ host: '127.0.0.1', port });
+        c.on('error', () => undefined);
+        into.push(c);
+      };
+      for (let i = 0; i < 60; i++) open(held);
+      await waitFor(async () => (await stats()).errors > 0, { message: 'the accept error was logged' });
+      const accepted = (await stats()).total;
+      assert.ok(accepted > 0 && accepted < 60, `some clients accepted, the rest waiting (${accepted})`);
+      // A level-triggered listener left in the epoll set would fail (and log) on every loop turn.
+      for (let i = 0; i < 3; i++) open(late);
+      await waitFor(async () => (await stats()).total === accepted, { message: 'nothing more accepted while blocked' });
+      assert.equal((await stats()).errors, 1, 'one error for the blocked spell, not one per loop turn');
+      // Free descriptors: everything waiting is accepted.
+      for (const c of held) c.destroy();
+      await waitFor(async () => (await stats()).total === 63, { message: 'the waiting clients were accepted once descriptors were free' });
+    } finally {
+      for (const c of [...held, ...late]) c.destroy();
+      child.kill();
     }
   });
 
