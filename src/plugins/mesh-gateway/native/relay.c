@@ -20,7 +20,10 @@
  * Per connection:
  *   PEEK        reading the client into `kept` (the hello deadline runs). Before the hand-over each
  *               read is parsed; after it each chunk goes to JavaScript (EV_DATA) until it calls
- *               pause() (hello complete; later bytes and the end of stream are kept) or connect().
+ *               pause() (hello complete; later bytes and the end of stream are kept) or connect() —
+ *               unless the engine's parser already found the hello complete (any verdict but
+ *               incomplete): then later bytes are kept at once, as JavaScript needs no more to
+ *               decide. An end of stream after the hand-over is kept and reported (EV_CLIENT_EOF).
  *   CONNECTING  one upstream attempt with its connect deadline. Success: the kept bytes are written
  *               first, then RELAY. Failure or deadline: the next endpoint (fast path) or
  *               EV_CONNECT_FAILED (JavaScript calls connect() again or destroy()).
