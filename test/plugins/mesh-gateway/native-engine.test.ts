@@ -181,6 +181,7 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
       assert.equal(entry?.fields?.['sni'], 'fast.test');
       assert.match(String(entry?.fields?.['detail']), /no endpoint of cluster dead accepted/);
       assert.equal(p.stats().clusters['dead']?.connectFailures, 2, 'both attempts counted');
+      assert.equal(log.entries.filter((e) => e.msg === 'mesh gateway connect failed').length, 1, 'the engine tried both endpoints itself: TypeScript heard once, at the end');
       assert.equal(p.stats().active, 0);
     } finally {
       await p.close();
@@ -214,8 +215,14 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
   });
 
   test('nativeRouting: false hands every connection to TypeScript, which routes it the same way', async () => {
-    const p = new SniProxy({ dataPlane: 'native', nativeRouting: false });
-    p.update(resources(fast.port, slow.port));
+    const log = createMemoryLogger('debug');
+    const dead = [await closedPort(), await closedPort()];
+    const p = new SniProxy({ dataPlane: 'native', nativeRouting: false, logger: log });
+    p.update({
+      listeners: [listener([tcpChain(['fast.test'], 'fast'), tcpChain(['dead.test'], 'dead')])],
+      clusters: [edsCluster('fast'), edsCluster('dead')],
+      endpoints: [loadAssignment('fast', [{ port: fast.port }]), loadAssignment('dead', dead.map((port) => ({ port })))],
+    });
     await p.listen('127.0.0.1', 0);
     try {
       assert.equal(await sendAndEnd(p.address.port, Buffer.concat([fastHello, Buffer.from('js')])), 'fast:js');
@@ -224,6 +231,11 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
       assert.equal(s.total, 1);
       assert.equal(s.clusters['fast']?.connections, 1);
       assert.equal(s.bytesUp, fastHello.length + 2);
+      // TypeScript drives the attempts: it hears of each failed one (the engine-routed test above hears once)
+      const deadHello = await captureClientHello({ servername: 'dead.test' });
+      assert.equal(await sendAndEnd(p.address.port, deadHello), '');
+      await waitFor(() => p.stats().refused['upstream-failed'] === 1);
+      assert.equal(log.entries.filter((e) => e.msg === 'mesh gateway connect failed').length, 2, 'one per endpoint tried');
     } finally {
       await p.close();
     }
@@ -269,8 +281,7 @@ describe('native engine', { skip: SKIP ? 'MESHFED_NO_NATIVE=1' : false }, () => 
       const accepted = (await stats()).total;
       assert.ok(accepted > 0 && accepted < 60, `some clients accepted, the rest waiting (${accepted})`);
       // A level-triggered listener left in the epoll set would fail (and log) on every loop turn.
-      for (let i = 0; i < 3; i++) open(late);
-      await waitFor(async () => (await stats()).total === accepted, { message: 'nothing more accepted while blocked' });
+      for (let i = 0; i < 3; i++) open(late); // they wait in the listen queue with the others
       assert.equal((await stats()).errors, 1, 'one error for the blocked spell, not one per loop turn');
       // Free descriptors: everything waiting is accepted.
       for (const c of held) c.destroy();
